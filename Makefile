@@ -1,0 +1,31 @@
+# Two commands set everything up: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	@echo "Starting the CDS service on http://127.0.0.1:8080 with CDS_AUTH_REQUIRED=false (local trial only)."
+	@echo "Try:  curl http://127.0.0.1:8080/cds-services"
+	@echo "      $(BIN)/cds-service replay fixtures/records/om-probable-ptb-esr.json --url http://127.0.0.1:8080"
+	CDS_AUTH_REQUIRED=false $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
+
+test: $(STAMP)
+	bash tests/support/start-services.sh
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
