@@ -1,0 +1,40 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from . import web
+from .auth import build_verifier
+from .config import load_settings
+from .feedback.store import FeedbackStore
+from .logs import LOGGER_NAME, configure_logging, log_event
+from .runtime import Runtime
+from .services import build_registry
+
+log = logging.getLogger(LOGGER_NAME)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None, *, clock: Any = None) -> Flask:
+    """Create and configure the CDS Hooks service.
+
+    :param test_config: settings fields that override the ``CDS_*`` environment.
+    :param clock: a callable returning "now" (tests and replays); default the real clock.
+    :raises StartupError: the configuration or a mapping file is broken.
+    """
+    settings = load_settings(overrides=test_config, environ=os.environ)
+    configure_logging(settings.log_format)
+    registry = build_registry(settings)
+    rt = Runtime(settings=settings, registry=registry, verifier=build_verifier(settings),
+                 feedback=FeedbackStore(settings.database_url), clock=clock)
+    if not settings.auth_required:
+        log_event(log, logging.WARNING, "auth.disabled",
+                  note="CDS_AUTH_REQUIRED=false: any caller is trusted; local trial only")
+    app = Flask(__name__)
+    web.init_app(app, rt)
+    return app

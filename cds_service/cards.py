@@ -1,0 +1,110 @@
+"""The one place that builds CDS Hooks cards and suggestions (cds-hooks-2.0.md §4).
+
+Every card gets a uuid, a summary under 140 characters, a ``source``; ``selectionBehavior`` is
+set whenever there are suggestions; optional fields are omitted rather than empty. Each card also
+carries ``extension["tma-card"]`` (its kind and rule ids) so feedback can be joined to it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clinical.sources import GUIDELINE_URL
+
+SOURCE_LABEL = "TMA bone assessment: osteomyelitis vs heterotopic ossification"
+OVERRIDE_SYSTEM = "http://tma-cds.invalid/fhir/CodeSystem/override-reason"
+SUMMARY_MAX = 139
+INDICATOR_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class Action:
+    type: str  # create | update | delete
+    description: str
+    resource: dict[str, Any] | None = None
+    resource_id: str | None = None  # Type/id for delete
+
+    def render(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "description": self.description}
+        if self.resource is not None:
+            out["resource"] = self.resource
+        if self.resource_id is not None:
+            out["resourceId"] = self.resource_id
+        return out
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    label: str
+    actions: tuple[Action, ...]
+    recommended: bool | None = None
+    rule: str | None = None  # rule id this suggestion comes from (T-MRI, ...)
+    codes: tuple[str, ...] = ()  # system|code of what it orders (for tests and feedback)
+
+    def render(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label[:80], "uuid": str(uuid.uuid4()),
+                               "actions": [a.render() for a in self.actions]}
+        if self.recommended is not None:
+            out["isRecommended"] = self.recommended
+        return out
+
+
+@dataclass
+class CardSpec:
+    """What a card says, before it is rendered as CDS Hooks JSON."""
+
+    summary: str
+    indicator: str
+    detail: str
+    kind: str
+    rules: list[str]
+    suggestions: list[Suggestion] = field(default_factory=list)
+    selection: str = "any"
+    override_reasons: Sequence[tuple[str, str]] = ()  # (code, display)
+    assessment: dict[str, Any] | None = None
+
+
+def shorten(text: str, limit: int = SUMMARY_MAX) -> str:
+    """Cut ``text`` to fewer than 140 characters at a word boundary (spec: summary < 140)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + "…"
+
+
+def render(spec: CardSpec) -> dict[str, Any]:
+    """Render a card; fields without a value are omitted (spec: no null, "", [] or {})."""
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": shorten(spec.summary),
+        "indicator": spec.indicator,
+        "source": {"label": SOURCE_LABEL, "url": GUIDELINE_URL},
+    }
+    if spec.detail.strip():
+        card["detail"] = spec.detail.strip()
+    if spec.suggestions:
+        card["suggestions"] = [s.render() for s in spec.suggestions]
+        card["selectionBehavior"] = spec.selection
+    if spec.override_reasons:
+        card["overrideReasons"] = [{"code": c, "system": OVERRIDE_SYSTEM, "display": d}
+                                   for c, d in spec.override_reasons]
+    extension: dict[str, Any] = {"tma-card": {"kind": spec.kind, "rules": list(spec.rules)}}
+    if spec.assessment is not None:
+        extension["tma-bone-assessment"] = spec.assessment
+    card["extension"] = extension
+    return card
+
+
+def escape(text: str) -> str:
+    """Escape text for a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Outbound FHIR resources for suggestions: draft ServiceRequests and MedicationRequests.
+
+The codes are part of the product contract (clinical-rules.md §8, §9). Every resource is
+validated as R4 with ``fhir.resources`` R4B before it leaves the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .validation import problem
+
+CPT = "http://www.ama-assn.org/go/cpt"
+LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+FOOT_SITE = {"left": ("22335008", "Left foot structure"), "right": ("7769000",
+                                                                    "Right foot structure")}
+
+
+@dataclass(frozen=True)
+class Orderable:
+    key: str
+    label: str
+    codings: tuple[tuple[str, str, str], ...]  # (system, code, display)
+
+
+ORDERABLES = {o.key: o for o in (
+    Orderable("xr", "Foot radiograph, 3 or more views",
+              ((CPT, "73630", "Radiologic examination, foot; complete, minimum of 3 views"),)),
+    Orderable("esr", "ESR (erythrocyte sedimentation rate)",
+              ((LOINC, "4537-7", "Erythrocyte sedimentation rate by Westergren method"),
+               (CPT, "85652", "Sedimentation rate, erythrocyte; automated"))),
+    Orderable("crp", "CRP (C-reactive protein)",
+              ((LOINC, "1988-5", "C reactive protein [Mass/volume] in Serum or Plasma"),
+               (CPT, "86140", "C-reactive protein"))),
+    Orderable("mri", "MRI foot without and with contrast",
+              ((CPT, "73720", "MRI lower extremity other than joint; without contrast, followed "
+                "by contrast and further sequences"),)),
+    Orderable("mri-plain", "MRI foot without contrast",
+              ((CPT, "73718", "MRI lower extremity other than joint; without contrast"),)),
+    Orderable("wbc-spect", "Leukocyte scintigraphy with SPECT/CT",
+              ((CPT, "78830", "Radiopharmaceutical localization of inflammatory process; SPECT "
+                "with concurrently acquired CT, single area, single day"),)),
+    Orderable("pet", "FDG-PET/CT",
+              ((CPT, "78815", "PET with concurrently acquired CT; skull base to mid-thigh"),)),
+    Orderable("bone-scan", "Three-phase bone scan",
+              ((CPT, "78315", "Bone and/or joint imaging; 3 phase study"),)),
+    Orderable("biopsy", "Percutaneous bone biopsy for culture and histology",
+              ((CPT, "20220", "Biopsy, bone, trocar, or needle; superficial"),)),
+)}
+
+
+class InvalidOutboundResource(RuntimeError):
+    """A resource we built is not valid R4: a bug in this service, never the client's fault."""
+
+
+def _checked(resource: dict[str, Any]) -> dict[str, Any]:
+    why = problem(resource)
+    if why is not None:
+        raise InvalidOutboundResource(f"{resource['resourceType']} suggestion invalid: {why}")
+    return resource
+
+
+def service_request(key: str, patient_id: str, side: str | None, reason: str,
+                    note: str | None = None) -> dict[str, Any]:
+    """A draft ServiceRequest (intent proposal) for one orderable, on the amputation side."""
+    orderable = ORDERABLES[key]
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "code": {"coding": [{"system": s, "code": c, "display": d}
+                            for s, c, d in orderable.codings], "text": orderable.label},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "reasonCode": [{"text": reason}],
+    }
+    if side in FOOT_SITE:
+        code, display = FOOT_SITE[side]
+        resource["bodySite"] = [{"coding": [{"system": SNOMED, "code": code,
+                                             "display": display}]}]
+    if note:
+        resource["note"] = [{"text": note}]
+    return _checked(resource)
+
+
+def indomethacin_request(patient_id: str) -> dict[str, Any]:
+    """Indomethacin 25 mg by mouth three times daily for 3-6 weeks (clinical-rules.md §9)."""
+    return _checked({
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "medicationCodeableConcept": {
+            "coding": [{"system": RXNORM, "code": "197817",
+                        "display": "indomethacin 25 MG Oral Capsule"}],
+            "text": "indomethacin 25 mg oral capsule"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "reasonCode": [{"text": "Heterotopic ossification after partial-foot amputation "
+                                "(prophylaxis-level evidence)"}],
+        "dosageInstruction": [{
+            "text": "25 mg by mouth three times daily for 3 to 6 weeks",
+            "timing": {"repeat": {"frequency": 3, "period": 1, "periodUnit": "d",
+                                  "boundsDuration": {"value": 6, "unit": "wk", "system": UCUM,
+                                                     "code": "wk"}}},
+            "doseAndRate": [{"doseQuantity": {"value": 25, "unit": "mg", "system": UCUM,
+                                              "code": "mg"}}],
+        }],
+    })

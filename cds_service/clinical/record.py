@@ -1,0 +1,615 @@
+"""A patient's record read for the rulebook (clinical-rules.md §2): usable resources by concept,
+the index amputation and its side, and findings with their source references.
+
+Resources are classified by their codes first (a dict look-up per coding); only the resources a
+rule actually uses are validated with ``fhir.resources`` R4B models (see ``validation``), and a
+resource that fails is skipped with a note, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..fhir.resources import coding_keys, codings, parse_datetime, reference_id, resource_date
+from ..mappings import MappingTable
+from .. import units
+from .validation import Validator
+
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD10PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
+
+USABLE_OBSERVATION = {"final", "amended", "corrected", "preliminary"}
+USABLE_REPORT = {"final", "amended", "corrected", "preliminary"}
+ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
+POSITIVE_CODES = {"10828004", "52101004"}  # SNOMED Positive, Present (clinical-rules.md §2)
+NEGATIVE_CODES = {"260385009", "2667000"}  # SNOMED Negative, Absent
+POSITIVE_FLAGS = {"POS", "A", "H", "HH"}
+NEGATIVE_FLAGS = {"NEG", "N"}
+LEFT_CODES = {"22335008", "7771000"}  # left foot structure; left (qualifier)
+RIGHT_CODES = {"7769000", "24028007"}  # right foot structure; right (qualifier)
+CULTURES = {"bone-culture", "blood-culture"}
+MODALITY_KIND = {"DX": "foot-radiograph", "CR": "foot-radiograph", "MR": "foot-mri",
+                 "CT": "foot-ct", "NM": "three-phase-bone-scan", "PT": "fdg-pet"}
+IMAGING_KINDS = ("foot-radiograph", "foot-mri", "foot-ct", "three-phase-bone-scan",
+                 "leukocyte-scan", "fdg-pet")
+# A structured imaging finding charted without a link to its report implies its modality.
+IMPLIED_MODALITY = {
+    "confluent-marrow-replacement": "foot-mri", "normal-marrow": "foot-mri",
+    "bone-scan-phase1-increased": "three-phase-bone-scan",
+    "bone-scan-phase2-increased": "three-phase-bone-scan",
+    "bone-scan-phase3-increased": "three-phase-bone-scan",
+    "leukocyte-scan-positive": "leukocyte-scan", "pet-positive": "fdg-pet",
+}
+
+
+UNIT_DISPLAY = {"mL/min/{1.73_m2}": "mL/min/1.73 m²", "10*9/L": "×10⁹/L", "Cel": "°C",
+                "cm2": "cm²"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One fact read from one resource; ``ref`` is that resource (``Observation/123``)."""
+
+    concept: str
+    label: str
+    ref: str
+    when: datetime | None
+    value: float | None = None
+    unit: str | None = None
+    polarity: str | None = None  # positive | negative | uncertain (coded results, imaging)
+    modality: str | None = None  # imaging kind concept for imaging findings
+    text: str | None = None  # how to show the value when it is not a number
+    high: float | None = None  # the Observation's referenceRange.high, converted (ALP rule)
+
+    def shown_value(self) -> str:
+        if self.value is not None:
+            number = f"{self.value:.1f}".rstrip("0").rstrip(".")
+            unit = UNIT_DISPLAY.get(self.unit or "", self.unit or "")
+            return f"{number} {unit}".strip()
+        if self.text:
+            return self.text
+        if self.polarity == "uncertain":
+            return "reported as possible"
+        return self.polarity or "present"
+
+
+@dataclass(frozen=True)
+class Amputation:
+    ref: str
+    label: str
+    when: datetime | None
+    side: str | None
+
+
+@dataclass
+class ImagingReport:
+    """A foot imaging report or study: kind, date, side, and the findings it reports."""
+
+    ref: str
+    kind: str
+    when: datetime | None
+    side: str | None
+    has_report: bool
+    findings: dict[str, str] = field(default_factory=dict)  # concept -> polarity
+
+
+def _side_from_codes(concept: Any) -> str | None:
+    for coding in codings(concept):
+        code = str(coding["code"]).strip().upper()
+        system = coding.get("system")
+        if system == SNOMED:
+            if code in LEFT_CODES:
+                return "left"
+            if code in RIGHT_CODES:
+                return "right"
+        elif system == ICD10CM:
+            # Z89.4x1 right / Z89.4x2 left; M86.x7x and M61.x7x: 6th character 1 right, 2 left.
+            if code.startswith("Z89.4") and len(code) == 7:
+                return {"1": "right", "2": "left"}.get(code[-1])
+            if code[:3] in ("M86", "M61") and len(code) >= 7 and code[5] == "7":
+                return {"1": "right", "2": "left"}.get(code[6])
+            if code[:5] in ("L97.4", "L97.5") and len(code) >= 6:  # L97.41x right, L97.42x left
+                return {"1": "right", "2": "left"}.get(code[5])
+        elif system == ICD10PCS and len(code) >= 4 and code.startswith("0Y6"):
+            return {"M": "right", "N": "left"}.get(code[3])
+    return None
+
+
+def _side_from_text(text: Any) -> str | None:
+    if not isinstance(text, str):
+        return None
+    words = set(text.lower().replace(",", " ").replace("/", " ").split())
+    if "left" in words and "right" not in words:
+        return "left"
+    if "right" in words and "left" not in words:
+        return "right"
+    return None
+
+
+def side_of(resource: dict[str, Any]) -> str | None:
+    """Return the laterality a resource states in its ``bodySite`` or ``code`` (None if unknown)."""
+    return _side_from_codes(resource.get("bodySite")) or _side_from_codes(resource.get("code"))
+
+
+def _ref(resource: dict[str, Any]) -> str:
+    return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
+
+
+def _code_text(concept: Any) -> str | None:
+    if isinstance(concept, dict):
+        if isinstance(concept.get("text"), str):
+            return concept["text"]
+        for coding in codings(concept):
+            if isinstance(coding.get("display"), str):
+                return coding["display"]
+    return None
+
+
+class Record:
+    """The usable part of one patient's record, indexed by concept."""
+
+    def __init__(self, resources: Iterable[dict[str, Any]], mappings: MappingTable,
+                 now: datetime) -> None:
+        self.mappings = mappings
+        self.now = now
+        self._validator = Validator()
+        self.notes: list[str] = self._validator.notes
+        self._check = self._validator.ok
+        self._observations: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._conditions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._procedures: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._medications: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._reports: list[dict[str, Any]] = []
+        self._studies: dict[str, dict[str, Any]] = {}
+        self._medication_resources: dict[str, dict[str, Any]] = {}
+        self._classify(resources)
+        self.amputation = self._find_amputation()
+        self.imaging = self._read_imaging()
+
+    # ----------------------------------------------------------------- classification
+    def _classify(self, resources: Iterable[dict[str, Any]]) -> None:
+        pending_meds = []
+        for resource in resources:
+            kind = resource.get("resourceType")
+            if kind == "Observation":
+                if resource.get("status") in USABLE_OBSERVATION:
+                    for cid in self.mappings.concepts_of(resource.get("code")):
+                        self._observations[cid].append(resource)
+            elif kind == "Condition":
+                verification = set(c.split("|", 1)[1] for c in coding_keys(
+                    resource.get("verificationStatus")))
+                if not verification & EXCLUDED_VERIFICATION:
+                    for cid in self.mappings.concepts_of(resource.get("code")):
+                        self._conditions[cid].append(resource)
+            elif kind == "Procedure":
+                if resource.get("status") == "completed":
+                    for cid in self.mappings.concepts_of(resource.get("code")):
+                        self._procedures[cid].append(resource)
+            elif kind == "DiagnosticReport":
+                if resource.get("status") in USABLE_REPORT:
+                    self._reports.append(resource)
+            elif kind == "ImagingStudy":
+                if resource.get("status") not in ("entered-in-error", "cancelled"):
+                    self._studies[str(resource.get("id"))] = resource
+            elif kind == "MedicationRequest":
+                if resource.get("status") in ("active", "completed"):
+                    pending_meds.append(resource)
+            elif kind == "Medication":
+                self._medication_resources[str(resource.get("id"))] = resource
+        for request in pending_meds:
+            for cid in self.medication_concepts(request):
+                self._medications[cid].append(request)
+
+    def medication_concepts(self, request: dict[str, Any]) -> set[str]:
+        """Concepts of a MedicationRequest, from its code or its (contained) Medication."""
+        found = self.mappings.concepts_of(request.get("medicationCodeableConcept"))
+        kind, ident = reference_id(request.get("medicationReference"))
+        if ident is not None:
+            medication = None
+            if ident.startswith("#"):
+                for contained in request.get("contained") or ():
+                    if isinstance(contained, dict) and f"#{contained.get('id')}" == ident:
+                        medication = contained
+            else:
+                medication = self._medication_resources.get(ident)
+            if isinstance(medication, dict):
+                found |= self.mappings.concepts_of(medication.get("code"))
+        return found
+
+    # ----------------------------------------------------------------- time helpers
+    def days_ago(self, when: datetime | None) -> float | None:
+        return None if when is None else (self.now - when) / timedelta(days=1)
+
+    def within(self, when: datetime | None, days: float) -> bool:
+        """True when ``when`` lies in the last ``days`` days (a day of clock skew tolerated)."""
+        ago = self.days_ago(when)
+        return ago is not None and -1 <= ago <= days
+
+    def after_amputation(self, when: datetime | None, min_days: float = 0) -> bool:
+        """True when ``when`` is at least ``min_days`` after the amputation (unknown date: True)."""
+        if self.amputation is None or self.amputation.when is None:
+            return True
+        if when is None:
+            return False
+        return (when - self.amputation.when) / timedelta(days=1) >= min_days
+
+    @property
+    def days_since_amputation(self) -> int | None:
+        if self.amputation is None or self.amputation.when is None:
+            return None
+        return int((self.now - self.amputation.when) // timedelta(days=1))
+
+    @property
+    def side(self) -> str | None:
+        return self.amputation.side if self.amputation else None
+
+    def same_side(self, side: str | None) -> bool:
+        """Unknown sides never exclude; a known opposite side does (clinical-rules.md §2)."""
+        return side is None or self.side is None or side == self.side
+
+    # ----------------------------------------------------------------- amputation
+    def _find_amputation(self) -> Amputation | None:
+        candidates = []
+        for procedure in self._procedures.get("partial-foot-amputation", ()):
+            when = resource_date(procedure)
+            candidates.append((when or datetime.min.replace(tzinfo=self.now.tzinfo), procedure,
+                               when))
+        if candidates:
+            candidates.sort(key=lambda c: c[0], reverse=True)
+            for _, procedure, when in candidates:
+                if self._check(procedure):
+                    return Amputation(_ref(procedure), _code_text(procedure.get("code"))
+                                      or "partial-foot amputation", when, side_of(procedure))
+        for condition in self._conditions.get("partial-foot-amputation-status", ()):
+            if self._check(condition):
+                return Amputation(_ref(condition), _code_text(condition.get("code"))
+                                  or "acquired absence of foot", resource_date(condition),
+                                  side_of(condition))
+        return None
+
+    # ----------------------------------------------------------------- observations
+    def _usable(self, resource: dict[str, Any]) -> bool:
+        return self.same_side(side_of(resource)) and self._check(resource)
+
+    def quantities(self, concept: str, days: float | None = None) -> list[Finding]:
+        """Converted quantity findings of a concept, newest first, optionally within ``days``."""
+        target = self.mappings.concepts[concept].unit or ""
+        out = []
+        for obs in self._observations.get(concept, ()):
+            when = resource_date(obs)
+            if days is not None and not self.within(when, days):
+                continue
+            quantity = obs.get("valueQuantity")
+            if not isinstance(quantity, dict) or not isinstance(quantity.get("value"),
+                                                                (int, float)):
+                continue
+            if isinstance(quantity.get("value"), bool) or not self._usable(obs):
+                continue
+            unit = quantity.get("code") or quantity.get("unit")
+            try:
+                value = units.convert(float(quantity["value"]), unit, target, concept)
+            except units.UnitError:
+                note = (f"{_ref(obs)} ({self.mappings.label(concept)}): unit {unit or 'missing'} "
+                        f"cannot be converted to {target}; value not used")
+                if note not in self.notes:
+                    self.notes.append(note)
+                continue
+            out.append(Finding(concept, self.mappings.label(concept), _ref(obs), when,
+                               value=value, unit=target, high=_reference_high(obs)))
+        out.sort(key=lambda f: f.when or datetime.min.replace(tzinfo=self.now.tzinfo),
+                 reverse=True)
+        return out
+
+    def latest(self, concept: str, days: float) -> Finding | None:
+        """The most recent usable value of a concept within ``days`` (clinical-rules.md §2)."""
+        found = self.quantities(concept, days)
+        return found[0] if found else None
+
+    def coded(self, concept: str, days: float | None = None) -> list[Finding]:
+        """Coded results (positive / negative) of a concept, newest first."""
+        out = []
+        for obs in self._observations.get(concept, ()):
+            when = resource_date(obs)
+            if days is not None and not self.within(when, days):
+                continue
+            polarity = self._polarity(concept, obs)
+            if polarity is None or not self._usable(obs):
+                continue
+            out.append(Finding(concept, self.mappings.label(concept), _ref(obs), when,
+                               polarity=polarity, text=_coded_text(obs, polarity)))
+        out.sort(key=lambda f: f.when or datetime.min.replace(tzinfo=self.now.tzinfo),
+                 reverse=True)
+        return out
+
+    def _polarity(self, concept: str, obs: dict[str, Any]) -> str | None:
+        value = obs.get("valueBoolean")
+        if isinstance(value, bool):
+            return "positive" if value else "negative"
+        concept_value = obs.get("valueCodeableConcept")
+        if concept_value is not None:
+            codes = {c["code"] for c in codings(concept_value) if c.get("system") == SNOMED}
+            if codes & NEGATIVE_CODES:
+                return "negative"
+            if codes & POSITIVE_CODES:
+                return "positive"
+            if concept in CULTURES and codes:
+                return "positive"  # an organism code (clinical-rules.md §2)
+            if concept == "bone-histopathology" and "osteomyelitis" in self.mappings.concepts_of(
+                    concept_value):
+                return "positive"  # histology "consistent with osteomyelitis"
+        text = obs.get("valueString")
+        if isinstance(text, str):
+            lowered = text.strip().lower()
+            if lowered.startswith("pos"):
+                return "positive"
+            if lowered.startswith(("neg", "no growth")):
+                return "negative"
+        for key in coding_keys(obs.get("interpretation")):
+            flag = key.split("|", 1)[1].upper()
+            if flag in POSITIVE_FLAGS:
+                return "positive"
+            if flag in NEGATIVE_FLAGS:
+                return "negative"
+        if concept in ("ulcer-area",) and isinstance(obs.get("valueQuantity"), dict):
+            return "positive"
+        return None
+
+    # ----------------------------------------------------------------- conditions, procedures
+    def conditions(self, concept: str, *, scope: str = "active") -> list[Finding]:
+        """Conditions of a concept (class members included).
+
+        ``scope``: ``active`` (clinicalStatus active/recurrence/relapse or missing) or
+        ``on-record`` (any clinical status; for safety gates, clinical-rules.md §2).
+        """
+        out = []
+        for member in self.mappings.members(concept):
+            for condition in self._conditions.get(member, ()):
+                status = [k.split("|", 1)[1] for k in coding_keys(condition.get("clinicalStatus"))]
+                if scope == "active" and status and not set(status) & ACTIVE_CLINICAL:
+                    continue
+                if not self._usable(condition):
+                    continue
+                verification = [k.split("|", 1)[1] for k in coding_keys(
+                    condition.get("verificationStatus"))]
+                out.append(Finding(member, self.mappings.label(member), _ref(condition),
+                                   resource_date(condition), polarity="positive",
+                                   text=(_code_text(condition.get("code")) or "on record")
+                                   + (f" ({verification[0]})" if verification else "")))
+        return out
+
+    def condition_is_recent_or_active(self, concept: str, days: float) -> list[Finding]:
+        """Active conditions, or any with onset in the last ``days`` days (e.g. AKI)."""
+        active = self.conditions(concept)
+        recent = [f for f in self.conditions(concept, scope="on-record")
+                  if self.within(f.when, days)]
+        return active + [f for f in recent if f.ref not in {a.ref for a in active}]
+
+    def verification_of(self, ref: str) -> str | None:
+        for conditions in self._conditions.values():
+            for condition in conditions:
+                if _ref(condition) == ref:
+                    keys = [k.split("|", 1)[1] for k in coding_keys(
+                        condition.get("verificationStatus"))]
+                    return keys[0] if keys else None
+        return None
+
+    def procedures(self, concept: str) -> list[Finding]:
+        return [Finding(concept, self.mappings.label(concept), _ref(p), resource_date(p),
+                        polarity="positive", text=_code_text(p.get("code")) or "done")
+                for p in self._procedures.get(concept, ()) if self._usable(p)]
+
+    # ----------------------------------------------------------------- medications
+    def medications(self, concept: str, *, active_only: bool = True,
+                    authored_days: float | None = None) -> list[Finding]:
+        """MedicationRequests of a concept (class members included)."""
+        out = []
+        seen = set()
+        for member in self.mappings.members(concept):
+            for request in self._medications.get(member, ()):
+                ref = _ref(request)
+                if ref in seen:
+                    continue
+                when = parse_datetime(request.get("authoredOn"))
+                is_active = request.get("status") == "active"
+                recent = authored_days is not None and self.within(when, authored_days)
+                if (active_only and not is_active) or (not active_only and not (is_active
+                                                                                or recent)):
+                    continue
+                if not self._check(request):
+                    continue
+                seen.add(ref)
+                name = _code_text(request.get("medicationCodeableConcept")) or \
+                    self.mappings.label(member)
+                out.append(Finding(member, self.mappings.label(member), ref, when,
+                                   polarity="positive", text=f"{name} ({request.get('status')})"))
+        return out
+
+    # ----------------------------------------------------------------- imaging
+    def _kind_of_report(self, report: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+        kinds = self.mappings.concepts_of(report.get("code")) & set(IMAGING_KINDS)
+        study = None
+        for ref in report.get("imagingStudy") or ():
+            _, ident = reference_id(ref)
+            if ident in self._studies:
+                study = self._studies[ident]
+        if not kinds and study is not None:
+            kinds = self._kinds_of_study(study)
+        return (sorted(kinds)[0] if kinds else None), study
+
+    def _kinds_of_study(self, study: dict[str, Any]) -> set[str]:
+        kinds = self.mappings.concepts_of(study.get("procedureCode")) & set(IMAGING_KINDS)
+        if not kinds:
+            modalities = [m.get("code") for m in study.get("modality") or () if isinstance(m, dict)]
+            for series in study.get("series") or ():
+                if isinstance(series, dict) and isinstance(series.get("modality"), dict):
+                    modalities.append(series["modality"].get("code"))
+            for modality in modalities:
+                kind = self.mappings.concept_of_modality(str(modality)) or MODALITY_KIND.get(
+                    str(modality))
+                if kind:
+                    kinds.add(kind)
+        return kinds
+
+    @staticmethod
+    def _study_side(study: dict[str, Any]) -> str | None:
+        for series in study.get("series") or ():
+            if not isinstance(series, dict):
+                continue
+            laterality = series.get("laterality")
+            if isinstance(laterality, dict):
+                code = str(laterality.get("code", "")).upper()
+                side = {"L": "left", "R": "right"}.get(code) or _side_from_codes(
+                    {"coding": [laterality]})
+                if side:
+                    return side
+            side = _side_from_codes({"coding": [series.get("bodySite")]}) if isinstance(
+                series.get("bodySite"), dict) else None
+            if side:
+                return side
+        return None
+
+    def _read_imaging(self) -> list[ImagingReport]:
+        from .reporttext import CuePhrases, Mention, read_mentions
+
+        cues = CuePhrases.build(self.mappings.text.negation, self.mappings.text.post_negation,
+                                self.mappings.text.uncertainty, self.mappings.text.scope_breakers)
+        phrases = {cid: c.phrases for cid, c in self.mappings.concepts.items() if c.phrases}
+        reports: list[ImagingReport] = []
+        reported_studies = set()
+        results_of: dict[str, ImagingReport] = {}
+        for report in self._reports:
+            kind, study = self._kind_of_report(report)
+            if kind is None or not self._check(report):
+                continue
+            side = (self._study_side(study) if study else None) or side_of(report) or \
+                _side_from_text((report.get("code") or {}).get("text"))
+            if not self.same_side(side):
+                continue
+            if study is not None:
+                reported_studies.add(str(study.get("id")))
+            item = ImagingReport(_ref(report), kind, resource_date(report), side, True)
+            for cid in self.mappings.concepts_of(report.get("conclusionCode")):
+                item.findings[cid] = "positive"
+            texts = [report.get("conclusion")]
+            for form in report.get("presentedForm") or ():
+                if isinstance(form, dict) and str(form.get("contentType", "")).startswith(
+                        "text/plain"):
+                    texts.append(_decode_attachment(form))
+            for text in texts:
+                if not isinstance(text, str) or not text:
+                    continue
+                for cid, mention in read_mentions(text, phrases, cues).items():
+                    polarity = {Mention.PRESENT: "positive", Mention.UNCERTAIN: "uncertain",
+                                Mention.NEGATED: "negative"}[mention]
+                    if _stronger(polarity, item.findings.get(cid)):
+                        item.findings[cid] = polarity
+            for ref in report.get("result") or ():
+                _, ident = reference_id(ref)
+                if ident:
+                    results_of[f"Observation/{ident}"] = item
+            reports.append(item)
+        for ident, study in self._studies.items():
+            if ident in reported_studies:
+                continue
+            side = self._study_side(study)
+            kinds = self._kinds_of_study(study)
+            if not kinds or not self.same_side(side) or not self._check(study):
+                continue
+            reports.append(ImagingReport(_ref(study), sorted(kinds)[0], resource_date(study),
+                                         side, False))
+        self._add_finding_observations(reports, results_of)
+        return reports
+
+    def _add_finding_observations(self, reports: list[ImagingReport],
+                                  results_of: dict[str, ImagingReport]) -> None:
+        finding_ids = {cid for cid, c in self.mappings.concepts.items() if c.phrases}
+        for cid in finding_ids:
+            for obs in self._observations.get(cid, ()):
+                polarity = self._polarity(cid, obs)
+                if polarity is None or not self._usable(obs):
+                    continue
+                ref = _ref(obs)
+                parent = results_of.get(ref)
+                if parent is not None:
+                    if _stronger(polarity, parent.findings.get(cid)):
+                        parent.findings[cid] = polarity
+                    continue
+                kind = IMPLIED_MODALITY.get(cid, "foot-radiograph")
+                for derived in obs.get("derivedFrom") or ():
+                    dkind, dident = reference_id(derived)
+                    if dkind == "ImagingStudy" and dident in self._studies:
+                        kind = sorted(self._kinds_of_study(self._studies[dident]) or {kind})[0]
+                reports.append(ImagingReport(ref, kind, resource_date(obs), side_of(obs), True,
+                                             {cid: polarity}))
+
+    def imaging_reports(self, kinds: Iterable[str], days: float | None = None,
+                        min_days_after_amputation: float | None = None,
+                        reported_only: bool = False) -> list[ImagingReport]:
+        """Same-side imaging of the given kinds, newest first."""
+        wanted = set(kinds)
+        out = [r for r in self.imaging if r.kind in wanted
+               and (days is None or self.within(r.when, days))
+               and (min_days_after_amputation is None
+                    or self.after_amputation(r.when, min_days_after_amputation))
+               and (r.has_report or not reported_only)]
+        out.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=self.now.tzinfo),
+                 reverse=True)
+        return out
+
+    def imaging_findings(self, concept: str, kinds: Iterable[str], days: float | None = None,
+                         min_days_after_amputation: float | None = None) -> list[Finding]:
+        """Positive or uncertain imaging findings of ``concept`` on the given kinds of imaging."""
+        out = []
+        for report in self.imaging_reports(kinds, days, min_days_after_amputation):
+            polarity = report.findings.get(concept)
+            if polarity in ("positive", "uncertain"):
+                out.append(Finding(concept, self.mappings.label(concept), report.ref,
+                                   report.when, polarity=polarity, modality=report.kind,
+                                   text=f"{self.mappings.label(report.kind)}: "
+                                   + ("reported as possible" if polarity == "uncertain"
+                                      else "reported")))
+        return out
+
+
+def _stronger(new: str, old: str | None) -> bool:
+    rank = {"positive": 3, "uncertain": 2, "negative": 1}
+    return rank[new] > rank.get(old or "", 0)
+
+
+def _decode_attachment(form: dict[str, Any]) -> str | None:
+    import base64
+    import binascii
+
+    data = form.get("data")
+    if not isinstance(data, str):
+        return None
+    try:
+        return base64.b64decode(data, validate=False).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _reference_high(obs: dict[str, Any]) -> float | None:
+    """The reference range's upper limit in the value's own unit (used by the ALP rule)."""
+    for item in obs.get("referenceRange") or ():
+        if isinstance(item, dict) and isinstance(item.get("high"), dict):
+            value = item["high"].get("value")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+    return None
+
+
+def _coded_text(obs: dict[str, Any], polarity: str) -> str:
+    concept = obs.get("valueCodeableConcept")
+    text = _code_text(concept) if concept is not None else None
+    if text:
+        return text
+    if isinstance(obs.get("valueString"), str):
+        return obs["valueString"][:60]
+    return polarity

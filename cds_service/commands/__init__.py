@@ -1,0 +1,1 @@
+"""Sub-commands of ``cds-service``; each module has ``register(subparsers)``."""

@@ -1,0 +1,51 @@
+"""``cds-service serve``: gunicorn with threaded workers (``--dev``: Flask's reloader)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the CDS service")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes (default 2: one per core on the reference machine)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--dev", action="store_true", help="Flask's reloader instead of gunicorn")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..app import create_app
+
+    if args.dev:
+        create_app().run(host=args.host, port=args.port, use_reloader=True)
+        return 0
+    from gunicorn.app.base import BaseApplication
+
+    timeout = max(30, int(4 * float(os.environ.get("CDS_FHIR_TIMEOUT", "5"))))
+    create_app()  # fail fast, in the parent, on broken configuration or mappings
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers,
+                "worker_class": "gthread",
+                "threads": args.threads,
+                "timeout": timeout,
+                "graceful_timeout": 10,
+                "keepalive": 5,
+                "accesslog": None,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app()
+
+    Server().run()
+    return 0

@@ -1,0 +1,11 @@
+"""FHIR support: pure helpers over plain dicts, prefetch resolution, and the one network client."""
+
+from .resources import (
+    codings,
+    coding_keys,
+    parse_datetime,
+    reference_id,
+    resource_date,
+)
+
+__all__ = ["coding_keys", "codings", "parse_datetime", "reference_id", "resource_date"]

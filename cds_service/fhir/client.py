@@ -1,0 +1,126 @@
+"""The only network code: read-only FHIR searches against the EHR's FHIR server.
+
+One ``requests.Session`` per application (keep-alive, a urllib3 ``Retry`` adapter for 502/503/504
+and connection errors); explicit ``(connect, read)`` timeouts, never longer than what is left of
+the hook's budget; ``next``-link paging with a page cap, staying on the same server. The access
+token travels only in the ``Authorization`` header of requests to the request's own server and
+is never logged or stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from ..errors import FhirServerError
+from .resources import bundle_resources, next_link
+
+ACCEPT = "application/fhir+json, application/json;q=0.9"
+
+
+def make_session(pool_size: int = 16) -> requests.Session:
+    """Build the shared session: retries on 502/503/504 and refused connections, none on reads.
+
+    A read timeout is not retried (``read=0``): retrying would blow the hook's time budget.
+    """
+    retry = Retry(
+        total=2,
+        connect=2,
+        read=0,
+        status=2,
+        backoff_factor=0.1,
+        status_forcelist=(502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class FhirClient:
+    """Fetch from one FHIR base URL until ``deadline`` (a ``time.monotonic()`` value)."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        access_token: str | None,
+        *,
+        timeout: float,
+        deadline: float,
+        page_cap: int = 20,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/") + "/"
+        self._token = access_token
+        self._timeout = timeout
+        self._deadline = deadline
+        self._page_cap = page_cap
+
+    def __repr__(self) -> str:  # never show the token
+        return f"FhirClient({self._base!r})"
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0.05:
+            raise FhirServerError("the hook's time budget for FHIR requests is used up")
+        timeout = min(self._timeout, remaining)
+        headers = {"Accept": ACCEPT}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            response = self._session.get(url, headers=headers, timeout=(min(3.05, timeout), timeout))
+        except requests.Timeout:
+            raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s") from None
+        except requests.RequestException as exc:
+            raise FhirServerError(f"FHIR server unreachable ({type(exc).__name__})") from None
+        if response.status_code == 404 and "?" not in url:
+            return {}
+        if response.status_code >= 400:
+            raise FhirServerError(f"FHIR server answered HTTP {response.status_code}")
+        try:
+            body = json.loads(response.content)
+        except (ValueError, RecursionError):
+            raise FhirServerError("FHIR server answered something that is not JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            raise FhirServerError("FHIR server answered JSON that is not a FHIR resource")
+        if body["resourceType"] == "OperationOutcome":
+            raise FhirServerError("FHIR server answered an OperationOutcome")
+        return body
+
+    def fetch(self, relative_url: str) -> list[dict[str, Any]]:
+        """Return the resources a read or a search yields, following ``next`` links."""
+        url = urljoin(self._base, relative_url)
+        first = self._get_json(url)
+        if not first:
+            return []
+        if first["resourceType"] != "Bundle":
+            return [first]
+        resources = bundle_resources(first)
+        page, pages = first, 1
+        while (link := next_link(page)) is not None and pages < self._page_cap:
+            if not urljoin(self._base, link).startswith(self._base):
+                raise FhirServerError("FHIR server's next link points to another server")
+            page = self._get_json(urljoin(self._base, link))
+            if page.get("resourceType") != "Bundle":
+                raise FhirServerError("FHIR server's next page is not a Bundle")
+            resources.extend(bundle_resources(page))
+            pages += 1
+        return resources
+
+    def continue_paging(self, bundle: dict[str, Any]) -> list[dict[str, Any]]:
+        """Return the resources of the pages after a prefetched Bundle that has a next link."""
+        link = next_link(bundle)
+        if link is None:
+            return []
+        return self.fetch(link)

@@ -1,0 +1,181 @@
+"""Resolve a service's data needs: use the prefetch, fetch what is missing, or say what is missing.
+
+Decision per prefetch key (cds-hooks-2.0.md §2.4):
+
+- present as a resource or a non-empty Bundle: use it (and page on if it has a ``next`` link and
+  the FHIR server may be called);
+- present as ``null`` or an empty Bundle: the client has no such data; use nothing, fetch nothing
+  (spec: "If the CDS Client has no data to populate a template prefetch key, the prefetch
+  template key MUST have a value of null");
+- present as an OperationOutcome (or a Bundle holding one), or absent: fetch it from
+  ``fhirServer`` when that server is allowed, else it is missing. Missing required data is a 412;
+  missing optional data becomes a note on the cards.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from ..errors import FhirServerError, MissingData
+from ..hooks import HookRequest
+from ..logs import LOGGER_NAME, log_event
+from .client import FhirClient
+from .resources import bundle_resources, next_link
+
+log = logging.getLogger(LOGGER_NAME)
+
+_TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
+_USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+
+
+def render(template: str, context: Mapping[str, Any]) -> str | None:
+    """Fill a prefetch template's tokens from the context; ``None`` if a token has no value.
+
+    Examples:
+    - ``render("Patient/{{context.patientId}}", {"patientId": "p1"})`` -> ``"Patient/p1"``
+    - ``render("Practitioner/{{userPractitionerId}}", {"userId": "Practitioner/9"})`` ->
+      ``"Practitioner/9"``
+    """
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        name = match.group(1)
+        if name.startswith("context."):
+            found = context.get(name[len("context."):])
+        else:
+            kind, _, ident = str(context.get("userId", "")).partition("/")
+            found = ident if _USER_TOKENS.get(name) == kind else None
+        if not isinstance(found, str) or not found:
+            missing = True
+            return ""
+        return found
+
+    rendered = _TOKEN.sub(value, template)
+    return None if missing else rendered
+
+
+@dataclass
+class ResolvedData:
+    """Resources per prefetch key, and why any key could not be had."""
+
+    resources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # partial data (a later page failed)
+    fetched: list[str] = field(default_factory=list)
+
+    def all(self) -> list[dict[str, Any]]:
+        return [r for rs in self.resources.values() for r in rs]
+
+
+def _has_outcome(value: dict[str, Any]) -> bool:
+    if value.get("resourceType") == "OperationOutcome":
+        return True
+    return any(r.get("resourceType") == "OperationOutcome" for r in bundle_resources(value))
+
+
+def _is_allowed(server: str, allowed: Collection[str]) -> bool:
+    return server.rstrip("/") in {a.rstrip("/") for a in allowed}
+
+
+def resolve(
+    templates: Mapping[str, str],
+    required: Collection[str],
+    request: HookRequest,
+    *,
+    session: requests.Session,
+    allowed_servers: Collection[str],
+    timeout: float,
+    page_cap: int = 20,
+) -> ResolvedData:
+    """Return the data for every template key, fetching what the prefetch did not give.
+
+    :raises MissingData: a required key could not be had (spec: 412).
+    """
+    data = ResolvedData()
+    to_fetch: dict[str, str] = {}
+    to_page: dict[str, dict[str, Any]] = {}
+    for key, template in templates.items():
+        value = request.prefetch.get(key, ...)
+        if value is None:
+            data.resources[key] = []
+        elif isinstance(value, dict) and value.get("resourceType") and not _has_outcome(value):
+            if value["resourceType"] == "Bundle":
+                data.resources[key] = bundle_resources(value)
+                if next_link(value):
+                    to_page[key] = value
+            else:
+                data.resources[key] = [value]
+        else:
+            url = render(template, request.context)
+            if url is None:
+                data.missing[key] = "the hook context lacks a field its query needs"
+            else:
+                to_fetch[key] = url
+    if to_fetch or to_page:
+        _fetch_all(data, to_fetch, to_page, request, session, allowed_servers, timeout, page_cap)
+    lacking = [k for k in required if k in data.missing]
+    if lacking:
+        reasons = "; ".join(f"{k}: {data.missing[k]}" for k in lacking)
+        raise MissingData(
+            f"required data was neither prefetched nor fetchable ({reasons})",
+            where=f"prefetch.{lacking[0]}",
+        )
+    return data
+
+
+def _fetch_all(
+    data: ResolvedData,
+    to_fetch: dict[str, str],
+    to_page: dict[str, dict[str, Any]],
+    request: HookRequest,
+    session: requests.Session,
+    allowed_servers: Collection[str],
+    timeout: float,
+    page_cap: int,
+) -> None:
+    server = request.fhir_server
+    if server is None:
+        for key in to_fetch:
+            data.missing[key] = "not prefetched and the request names no fhirServer"
+        return
+    if not _is_allowed(server, allowed_servers):
+        log_event(log, logging.WARNING, "fhir.server_not_allowed", server=server)
+        for key in to_fetch:
+            data.missing[key] = "not prefetched and fhirServer is not on this service's allow-list"
+        return
+    deadline = time.monotonic() + 2 * timeout
+    client = FhirClient(session, server, request.access_token, timeout=timeout,
+                        deadline=deadline, page_cap=page_cap)
+    jobs = {key: (client.fetch, url) for key, url in to_fetch.items()}
+    jobs.update({key: (client.continue_paging, bundle) for key, bundle in to_page.items()})
+    with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
+        futures = {key: pool.submit(fn, arg) for key, (fn, arg) in jobs.items()}
+        for key, future in futures.items():
+            try:
+                found = future.result()
+            except FhirServerError as exc:
+                if key in to_page:
+                    data.notes[key] = f"only the first page was available: {exc.message}"
+                else:
+                    data.missing[key] = exc.message
+                log_event(log, logging.WARNING, "fhir.fetch_failed", key=key, reason=exc.message)
+                continue
+            if key in to_page:
+                data.resources[key].extend(found)
+            else:
+                data.resources[key] = found
+                data.fetched.append(key)

@@ -1,0 +1,157 @@
+"""Small, pure helpers over FHIR resources as plain dicts. No I/O.
+
+Everything here is graceful: wrong shapes give ``None`` or empty results, never exceptions,
+because resources come from outside and a bad one must be skipped, not crash a hook.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+_DATE = re.compile(
+    r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
+    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+
+#####################################################################
+# Dates
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """Parse a FHIR date, dateTime or instant into an aware UTC datetime.
+
+    Partial dates take their first instant; a dateTime without zone is read as UTC.
+    Returns ``None`` for anything that is not a valid FHIR date.
+
+    Examples:
+    - ``"2026-10-01"`` -> 2026-10-01T00:00:00Z
+    - ``"2026-10-01T08:30:00+02:00"`` -> 2026-10-01T06:30:00Z
+    - ``"2024-13-45"`` -> None
+    """
+    if not isinstance(value, str):
+        return None
+    match = _DATE.match(value.strip())
+    if not match:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        text = f"{year}-{month or '01'}-{day or '01'}T{hour or '00'}:{minute or '00'}:{second or '00'}"
+        if fraction:
+            text += fraction[:7]
+        parsed = datetime.fromisoformat(text + (zone or "+00:00").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC)
+
+
+_DATE_FIELDS = {
+    "Observation": ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued"),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod.start", "issued"),
+    "Procedure": ("performedDateTime", "performedPeriod.start", "performedPeriod.end"),
+    "Condition": ("onsetDateTime", "onsetPeriod.start", "recordedDate"),
+    "ImagingStudy": ("started",),
+    "MedicationRequest": ("authoredOn",),
+    "ServiceRequest": ("occurrenceDateTime", "authoredOn"),
+}
+
+
+def _get_path(resource: dict[str, Any], path: str) -> Any:
+    value: Any = resource
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def resource_date(resource: dict[str, Any]) -> datetime | None:
+    """Return the clinically relevant date of a resource (first present of its date fields).
+
+    Examples: an Observation's ``effectiveDateTime`` else ``issued``; a Procedure's
+    ``performedDateTime`` else ``performedPeriod.start``.
+    """
+    for path in _DATE_FIELDS.get(str(resource.get("resourceType")), ()):
+        parsed = parse_datetime(_get_path(resource, path))
+        if parsed is not None:
+            return parsed
+    return None
+
+
+#####################################################################
+# Codes and references
+
+
+def codings(concept: Any) -> Iterator[dict[str, Any]]:
+    """Yield the well-formed codings of a CodeableConcept (or of a list of them)."""
+    concepts = concept if isinstance(concept, list) else [concept]
+    for item in concepts:
+        if not isinstance(item, dict):
+            continue
+        for coding in item.get("coding") or ():
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                yield coding
+
+
+def coding_keys(concept: Any) -> Iterator[str]:
+    """Yield ``system|code`` keys of a CodeableConcept, the form the mappings use.
+
+    Examples: ``{"coding": [{"system": "http://loinc.org", "code": "4537-7"}]}`` ->
+    ``"http://loinc.org|4537-7"``.
+    """
+    for coding in codings(concept):
+        system = coding.get("system")
+        yield f"{system if isinstance(system, str) else ''}|{coding['code'].strip()}"
+
+
+def reference_id(reference: Any) -> tuple[str | None, str | None]:
+    """Split a Reference into (type, id).
+
+    Examples:
+    - ``{"reference": "Patient/123"}`` -> ("Patient", "123")
+    - ``{"reference": "http://x/fhir/Patient/123/_history/2"}`` -> ("Patient", "123")
+    - ``{"reference": "urn:uuid:abc"}`` -> (None, "urn:uuid:abc")
+    """
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return None, None
+    text = reference["reference"]
+    if text.startswith(("urn:", "#")):
+        return None, text
+    parts = text.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2:
+        return parts[-2], parts[-1]
+    return None, parts[-1]
+
+
+def subject_id(resource: dict[str, Any]) -> str | None:
+    """Return the id of the patient a resource is about (``subject`` or ``patient``)."""
+    for key in ("subject", "patient"):
+        kind, ident = reference_id(resource.get(key))
+        if ident is not None and kind in (None, "Patient"):
+            return ident
+    return None
+
+
+def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
+    """Return the resources of a Bundle's entries (skipping malformed entries)."""
+    if not isinstance(bundle, dict):
+        return []
+    out = []
+    for entry in bundle.get("entry") or ():
+        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
+            if isinstance(entry["resource"].get("resourceType"), str):
+                out.append(entry["resource"])
+    return out
+
+
+def next_link(bundle: dict[str, Any]) -> str | None:
+    """Return the URL of a Bundle's ``next`` page, if any."""
+    for link in bundle.get("link") or ():
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            if isinstance(url, str) and url:
+                return url
+    return None

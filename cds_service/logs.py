@@ -1,0 +1,77 @@
+"""Logging configured once, at the edge: one structured line per hook call, no secrets.
+
+Log records carry fields in ``record.fields`` (a dict). The JSON formatter writes them as keys;
+the text formatter as ``key=value``. Patient ids only ever appear as a keyed hash
+(:func:`pseudonym`), tokens and request bodies never.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+LOGGER_NAME = "cds_service"
+
+
+def pseudonym(value: str | None, key: bytes) -> str | None:
+    """Return a keyed hash of an identifier, short enough to read and stable within a deployment.
+
+    Examples:
+    - ``pseudonym("123", b"k")`` -> ``"p-9f86d0..."`` (16 hex digits)
+    - ``pseudonym(None, b"k")`` -> ``None``
+    """
+    if value is None:
+        return None
+    digest = hmac.new(key, value.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+    return "p-" + digest[:16]
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        line = f"{record.levelname.lower():7s} {record.getMessage()} {extra}".rstrip()
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(log_format: str) -> None:
+    """Install one stderr handler on the service's logger (idempotent)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if logger.level == logging.NOTSET:  # a caller (e.g. replay) may have chosen a quieter level
+        logger.setLevel(logging.INFO)
+    logger.propagate = True  # lets pytest's caplog see records
+    for handler in list(logger.handlers):
+        if getattr(handler, "_cds_service", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._cds_service = True  # type: ignore[attr-defined]
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
+    """Log ``event`` with structured ``fields``; callers pass only safe values."""
+    logger.log(level, event, extra={"fields": fields})

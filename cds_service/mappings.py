@@ -1,0 +1,219 @@
+"""Code-system mappings: concept ids ↔ codes, phrases and modalities, loaded from ``mappings/*.toml``.
+
+The files are data (see ``mappings/README.md``). They are loaded once, in ``create_app``; a broken
+file stops start-up with a message naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MappingError
+from .fhir.resources import coding_keys
+
+TEXT_FILE = "report-text.toml"
+TEXT_KEYS = ("negation", "post_negation", "uncertainty", "scope_breakers")
+_LIST_KEYS = ("codes", "unverified", "phrases", "includes", "modalities", "prefixes")
+_ALLOWED_KEYS = {"label", "unit", *_LIST_KEYS}
+
+
+@dataclass
+class Concept:
+    """One concept: its label, canonical unit and the codes, phrases and modalities that mean it."""
+
+    id: str
+    label: str
+    unit: str | None = None
+    codes: set[str] = field(default_factory=set)
+    unverified: set[str] = field(default_factory=set)
+    phrases: list[str] = field(default_factory=list)
+    includes: list[str] = field(default_factory=list)
+    modalities: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    file: str = ""
+
+
+@dataclass
+class ReportText:
+    """Cue phrases for reading report text (negation, uncertainty and where their scope ends)."""
+
+    negation: list[str] = field(default_factory=list)
+    post_negation: list[str] = field(default_factory=list)
+    uncertainty: list[str] = field(default_factory=list)
+    scope_breakers: list[str] = field(default_factory=list)
+
+
+class MappingTable:
+    """Look-ups from codes to concept ids, built once; look-ups are memoised."""
+
+    def __init__(self, concepts: dict[str, Concept], text: ReportText) -> None:
+        self.concepts = concepts
+        self.text = text
+        self._by_code: dict[str, str] = {}
+        for concept in concepts.values():
+            for code in concept.codes:
+                self._by_code[code] = concept.id
+        self._prefixes: list[tuple[str, str]] = sorted(
+            ((p, c.id) for c in concepts.values() for p in c.prefixes), key=lambda x: -len(x[0])
+        )
+        self._prefix_systems = {p.split("|", 1)[0] for p, _ in self._prefixes}
+        self._by_modality = {m: c.id for c in concepts.values() for m in c.modalities}
+        self._members = {cid: self._expand(cid, ()) for cid in concepts}
+        self._memo: dict[str, str | None] = {}
+
+    def _expand(self, concept_id: str, seen: Sequence[str]) -> frozenset[str]:
+        if concept_id in seen:
+            raise MappingError(f"concept {concept_id!r} includes itself through {list(seen)}")
+        out = {concept_id}
+        for member in self.concepts[concept_id].includes:
+            out |= self._expand(member, (*seen, concept_id))
+        return frozenset(out)
+
+    def concept_of_key(self, key: str) -> str | None:
+        """Return the concept a ``system|code`` key maps to, if any."""
+        if key in self._memo:
+            return self._memo[key]
+        found = self._by_code.get(key)
+        if found is None and key.split("|", 1)[0] in self._prefix_systems:
+            found = next((cid for p, cid in self._prefixes if key.startswith(p)), None)
+        self._memo[key] = found
+        return found
+
+    def concepts_of(self, codeable: Any) -> set[str]:
+        """Return the concept ids a CodeableConcept (or list of them) maps to."""
+        return {cid for key in coding_keys(codeable) if (cid := self.concept_of_key(key))}
+
+    def concept_of_modality(self, modality: str) -> str | None:
+        return self._by_modality.get(modality)
+
+    def members(self, concept_id: str) -> frozenset[str]:
+        """A class concept's own id plus every concept it includes (transitively)."""
+        return self._members[concept_id]
+
+    def label(self, concept_id: str) -> str:
+        return self.concepts[concept_id].label
+
+    def codes_for_search(self, concept_ids: Iterable[str]) -> list[str]:
+        """All ``system|code`` keys of the given concepts and their members, sorted (for templates)."""
+        keys: set[str] = set()
+        for cid in concept_ids:
+            for member in self.members(cid):
+                keys |= self.concepts[member].codes
+        return sorted(keys)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise MappingError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def _string_list(path: Path, key: str, name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise MappingError(f"{path}: [{key}] {name} must be a list of non-empty strings")
+    return [v.strip() for v in value]
+
+
+def _merge_text(text: ReportText, path: Path, data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        if key not in TEXT_KEYS:
+            raise MappingError(f"{path}: unknown key {key!r}; expected one of {', '.join(TEXT_KEYS)}")
+        getattr(text, key).extend(v.lower() for v in _string_list(path, key, key, value))
+
+
+def _check_code(path: Path, key: str, code: str) -> None:
+    system, sep, value = code.partition("|")
+    if not sep or not system or not value:
+        raise MappingError(f"{path}: [{key}] code {code!r} must be written system|code")
+
+
+def _add_concept_data(concept: Concept, path: Path, key: str, table: dict[str, Any]) -> None:
+    unknown = set(table) - _ALLOWED_KEYS
+    if unknown:
+        raise MappingError(f"{path}: [{key}] unknown keys {', '.join(sorted(unknown))}")
+    for name in _LIST_KEYS:
+        if name not in table:
+            continue
+        values = _string_list(path, key, name, table[name])
+        if name in ("codes", "unverified", "prefixes"):
+            for code in values:
+                _check_code(path, key, code)
+        if name == "codes":
+            concept.codes.update(values)
+        elif name == "unverified":
+            concept.unverified.update(values)
+        elif name == "phrases":
+            concept.phrases.extend(v.lower() for v in values)
+        else:
+            getattr(concept, name).extend(values)
+
+
+def _load_folder(folder: Path, concepts: dict[str, Concept], text: ReportText, *, site: bool) -> None:
+    if not folder.is_dir():
+        raise MappingError(f"{folder}: mapping folder does not exist")
+    for path in sorted(folder.glob("*.toml")):
+        data = _read_toml(path)
+        if path.name == TEXT_FILE:
+            _merge_text(text, path, data)
+            continue
+        for key, table in data.items():
+            if not isinstance(table, dict):
+                raise MappingError(f"{path}: [{key}] must be a table")
+            if key in concepts:
+                if not site:
+                    raise MappingError(
+                        f"{path}: [{key}] is already defined in {concepts[key].file}"
+                    )
+            elif site:
+                raise MappingError(f"{path}: [{key}] is not a known concept id")
+            else:
+                label = table.get("label")
+                if not isinstance(label, str) or not label:
+                    raise MappingError(f"{path}: [{key}] label is required")
+                unit = table.get("unit")
+                if unit is not None and not isinstance(unit, str):
+                    raise MappingError(f"{path}: [{key}] unit must be a string")
+                concepts[key] = Concept(id=key, label=label, unit=unit, file=str(path))
+            _add_concept_data(concepts[key], path, key, table)
+
+
+def _validate(concepts: dict[str, Concept]) -> None:
+    owner: dict[str, str] = {}
+    for concept in concepts.values():
+        for code in sorted(concept.codes):
+            if code in owner and owner[code] != concept.id:
+                raise MappingError(
+                    f"{concept.file}: [{concept.id}] code {code} is also mapped to "
+                    f"[{owner[code]}]; a code may belong to one concept only"
+                )
+            owner[code] = concept.id
+        for member in concept.includes:
+            if member not in concepts:
+                raise MappingError(f"{concept.file}: [{concept.id}] includes unknown concept "
+                                   f"{member!r}")
+        stray = concept.unverified - concept.codes
+        if stray:
+            raise MappingError(f"{concept.file}: [{concept.id}] unverified lists codes not in "
+                               f"codes: {', '.join(sorted(stray))}")
+
+
+def load_mappings(base: Path, extra: Sequence[Path] = ()) -> MappingTable:
+    """Load the project's mappings and merge site folders over them (codes and phrases added).
+
+    :raises MappingError: naming the file and key that is wrong.
+    """
+    concepts: dict[str, Concept] = {}
+    text = ReportText()
+    _load_folder(base, concepts, text, site=False)
+    for folder in extra:
+        _load_folder(folder, concepts, text, site=True)
+    _validate(concepts)
+    return MappingTable(concepts, text)

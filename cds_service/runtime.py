@@ -1,0 +1,66 @@
+"""What one running service holds (settings, registry, HTTP session, stores) and the hook pipeline.
+
+Pipeline: request → data (prefetch or fetch) → service handler (findings → rules → cards).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import requests
+
+from .config import Settings
+from .fhir.client import make_session
+from .fhir.prefetch import resolve
+from .hooks import HookRequest, HookService, Registry
+
+
+class Client(Protocol):
+    """An authenticated CDS client (see ``auth``): what it may ask us to call."""
+
+    fhir_servers: tuple[str, ...]
+
+
+class CardSink(Protocol):
+    def record_cards(self, service_id: str, cards: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    registry: Registry
+    session: requests.Session = field(default_factory=make_session)
+    verifier: Any = None
+    feedback: Any = None
+    clock: Any = None  # a callable returning an aware datetime; None means the real clock
+
+    def now(self) -> datetime:
+        return self.clock() if self.clock else datetime.now(UTC)
+
+    def allowed_servers(self, client: Client | None) -> tuple[str, ...]:
+        """FHIR servers this call may reach: the issuer's when authenticated, else the config's."""
+        if client is not None:
+            return tuple(client.fhir_servers)
+        if self.settings.auth_required:
+            return ()
+        return self.settings.fhir_server_allowlist
+
+    def answer(
+        self, service: HookService, request: HookRequest, client: Client | None = None
+    ) -> list[dict[str, Any]]:
+        """Run one hook call and return its cards."""
+        data = resolve(
+            service.prefetch,
+            service.required_prefetch,
+            request,
+            session=self.session,
+            allowed_servers=self.allowed_servers(client),
+            timeout=self.settings.fhir_timeout,
+            page_cap=self.settings.fhir_page_cap,
+        )
+        cards = service.handler(request, data, self.now())
+        if self.feedback is not None and cards:
+            self.feedback.record_cards(service.id, cards)
+        return cards

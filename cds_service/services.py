@@ -1,0 +1,102 @@
+"""The services this CDS server offers, with their prefetch templates (product-contract.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from . import units
+from .cards import render
+from .clinical import validation
+from .clinical.facts import gather
+from .clinical.patient_view import patient_view_cards
+from .clinical.record import Record
+from .clinical.rules import assess, is_relevant
+from .config import Settings
+from .fhir.prefetch import ResolvedData
+from .hooks import HookRequest, HookService, Registry
+from .mappings import MappingTable, load_mappings
+
+OBSERVATION_CONCEPTS = (
+    "esr", "crp", "procalcitonin", "wbc", "alkaline-phosphatase", "body-temperature",
+    "heart-rate", "respiratory-rate", "body-weight", "creatinine", "egfr", "hba1c",
+    "bone-culture", "bone-histopathology", "blood-culture", "probe-to-bone", "exposed-bone",
+    "ulcer-area", "plantar-prominence", "decreased-range-of-motion",
+    "om-imaging-pattern", "soft-tissue-ossification", "mature-ho-pattern",
+    "confluent-marrow-replacement", "normal-marrow", "bone-scan-phase1-increased",
+    "bone-scan-phase2-increased", "bone-scan-phase3-increased", "leukocyte-scan-positive",
+    "pet-positive",
+)
+PATIENT = "{{context.patientId}}"
+KEY_LABELS = {
+    "patient": "Patient", "conditions": "Conditions", "procedures": "Procedures",
+    "observations": "Observations", "reports": "Imaging reports", "imaging": "Imaging studies",
+    "medications": "Medication requests",
+}
+REQUIRED = frozenset({"conditions", "procedures", "observations", "reports"})
+
+
+def prefetch_templates(mappings: MappingTable) -> dict[str, str]:
+    """Templates in the spec's recommended query subset: type searches by patient, token
+    equality (``code``, ``status``), ``_sort=-date`` and ``_count``. CDS Hooks 2.0 tokens cannot
+    express "now minus 90 days", so the record is bounded by code filters and counts instead of
+    date ranges; the rules apply their own windows."""
+    codes = ",".join(mappings.codes_for_search(OBSERVATION_CONCEPTS))
+    return {
+        "patient": f"Patient/{PATIENT}",
+        "conditions": f"Condition?patient={PATIENT}&_count=200",
+        "procedures": f"Procedure?patient={PATIENT}&_count=100",
+        "observations": f"Observation?patient={PATIENT}&code={codes}&_sort=-date&_count=500",
+        "reports": f"DiagnosticReport?patient={PATIENT}&_sort=-date&_count=100",
+        "imaging": f"ImagingStudy?patient={PATIENT}&_count=50",
+        "medications": f"MedicationRequest?patient={PATIENT}&status=active,completed&_count=100",
+    }
+
+
+def unavailable_data(data: ResolvedData) -> dict[str, str]:
+    """Optional data that could not be had, and partial data, keyed by a readable name."""
+    out = {KEY_LABELS.get(k, k): f"not available ({why})" for k, why in data.missing.items()}
+    out.update({KEY_LABELS.get(k, k): why for k, why in data.notes.items()})
+    return out
+
+
+def make_patient_view(mappings: MappingTable):  # type: ignore[no-untyped-def]
+    def handle(request: HookRequest, data: ResolvedData, now: datetime) -> list[dict[str, Any]]:
+        record = Record(data.all(), mappings, now)
+        facts = gather(record)
+        if not is_relevant(facts):
+            return []
+        assessment = assess(facts)
+        specs = patient_view_cards(assessment, request.patient_id, unavailable_data(data),
+                                   record.notes)
+        return [render(spec) for spec in specs]
+
+    return handle
+
+
+def build_registry(settings: Settings) -> Registry:
+    """Load the mappings and build every service (raises StartupError when broken)."""
+    mappings = load_mappings(settings.mappings_dir, settings.extra_mappings)
+    units.warm_up()
+    validation.warm_up()
+    templates = prefetch_templates(mappings)
+    services = [
+        HookService(
+            id="tma-bone-assessment",
+            hook="patient-view",
+            title="Osteomyelitis vs heterotopic ossification after partial-foot amputation",
+            description="For patients after a transmetatarsal, ray or other partial-foot "
+            "amputation: assesses osteomyelitis and heterotopic ossification with a cited "
+            "rulebook, suggests the next tests as draft orders, and gives guarded management "
+            "advice. Stays silent for unrelated charts.",
+            prefetch=templates,
+            required_prefetch=REQUIRED,
+            handler=make_patient_view(mappings),
+            usage_requirements="Needs the patient's Conditions, Procedures, Observations and "
+            "DiagnosticReports (prefetched or readable through fhirServer).",
+        ),
+    ]
+    from .order_services import order_services  # the order hooks (clinical-rules.md §10)
+
+    services += order_services(mappings, templates, REQUIRED)
+    return Registry(services)

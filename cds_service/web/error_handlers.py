@@ -1,0 +1,76 @@
+"""The only place that maps errors to HTTP status codes; every error body is an OperationOutcome."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .. import errors
+from ..logs import LOGGER_NAME, log_event
+
+log = logging.getLogger(LOGGER_NAME)
+
+STATUS = {
+    errors.RequestInvalid: 400,
+    errors.ClientNotTrusted: 401,
+    errors.UnknownService: 404,
+    errors.MissingData: 412,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+}
+ISSUE_CODE = {400: "invalid", 401: "security", 404: "not-found", 405: "not-supported",
+              412: "incomplete", 413: "too-costly", 415: "structure", 500: "exception"}
+
+# A 401 never tells the caller why (cds-hooks best practices): the reason goes to the log.
+UNAUTHORIZED = "the request could not be authenticated"
+
+
+def operation_outcome(status: int, diagnostics: str, where: str | None = None) -> Response:
+    """Build the JSON response for a non-2xx status."""
+    issue = {"severity": "error", "code": ISSUE_CODE.get(status, "processing"),
+             "diagnostics": diagnostics}
+    if where:
+        issue["expression"] = [where]
+    response = jsonify({"resourceType": "OperationOutcome", "issue": [issue]})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def status_for(error: errors.CdsError) -> int:
+    """Return the HTTP status of a service error."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers."""
+
+    @app.errorhandler(errors.CdsError)
+    def _cds_error(error: errors.CdsError) -> Response:
+        status = status_for(error)
+        if status == 401:
+            log_event(log, logging.WARNING, "auth.rejected", reason=error.message)
+            return operation_outcome(401, UNAUTHORIZED)
+        return operation_outcome(status, error.message, error.where)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 400
+        if status == 413:
+            return operation_outcome(413, "request body is larger than this service accepts",
+                                     "body")
+        response = operation_outcome(status, error.description or error.name)
+        if status == 405 and error.get_response().headers.get("Allow"):
+            response.headers["Allow"] = error.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("request.failed", extra={"fields": {"error": type(error).__name__}})
+        return operation_outcome(500, "internal error; the service log has the details")

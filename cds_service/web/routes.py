@@ -1,0 +1,66 @@
+"""HTTP routes. Thin: parse, delegate to the domain, answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from ..hooks import parse_request, peek_hook
+from ..logs import LOGGER_NAME, log_event, pseudonym
+from ..runtime import Runtime
+from .body import read_json_body
+
+bp = Blueprint("cds", __name__)
+log = logging.getLogger(LOGGER_NAME)
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["cds_service"]  # type: ignore[no-any-return]
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/cds-services")
+def discovery() -> Response:
+    return jsonify(runtime().registry.discovery())
+
+
+@bp.post("/cds-services/<service_id>")
+def invoke(service_id: str) -> Response:
+    rt = runtime()
+    started = time.perf_counter()
+    fields: dict[str, Any] = {"service": service_id}
+    status = 500
+    try:
+        body = read_json_body(request, rt.settings.max_body_bytes)
+        hook = peek_hook(body)
+        fields["hook"] = hook
+        service = rt.registry.lookup(service_id, hook)
+        hook_request = parse_request(body)
+        fields["hookInstance"] = hook_request.hook_instance
+        fields["patient"] = pseudonym(hook_request.patient_id, rt.settings.log_hash_key)
+        client = g.get("cds_client")
+        cards = rt.answer(service, hook_request, client)
+        fields["cards"] = len(cards)
+        status = 200
+        return jsonify({"cards": cards})
+    except Exception as exc:
+        status = _status_of(exc)
+        raise
+    finally:
+        fields["status"] = status
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        log_event(log, logging.INFO, "hook.call", **fields)
+
+
+def _status_of(exc: Exception) -> int:
+    from ..errors import CdsError
+    from .error_handlers import status_for
+
+    return status_for(exc) if isinstance(exc, CdsError) else 500
