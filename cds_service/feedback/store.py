@@ -1,0 +1,588 @@
+"""Durable feedback storage behind ``CDS_DATABASE_URL``: SQLite (default) or PostgreSQL.
+
+Two tables (SQLAlchemy Core, created or migrated at start-up):
+
+- ``issued_cards``: one row per card uuid the service returned (service, kind, rule ids,
+  indicator, suggestion uuids, time). Nothing that identifies a patient.
+- ``feedback``: one row per (card uuid, outcome, outcomeTimestamp); a repeat of the same triple is
+  ignored (``INSERT ... ON CONFLICT DO NOTHING``). ``known`` says whether the card uuid had been
+  issued by this service when the feedback arrived.
+
+Durability. :meth:`FeedbackStore.store_feedback` returns only after its transaction committed
+(SQLite: WAL with ``synchronous=FULL``, so the commit is on disk), which is when the web layer may
+answer 200. Issued cards are different: the hook path must stay fast, so (outside in-memory
+databases) :meth:`FeedbackStore.record_cards` only queues the rows and a background thread writes
+them in batches. Rows still in that queue are lost if the process is killed (``SIGKILL``, power
+loss); a normal stop (``SIGTERM`` to gunicorn, interpreter exit) flushes them. Feedback about such a
+card is still stored, and reported under the kind ``unknown``.
+
+Several processes may share one SQLite file: every write transaction starts with
+``BEGIN IMMEDIATE`` and waits up to ``busy_timeout`` (5 s) for the write lock.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    case,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from ..errors import ConfigError, StartupError
+from ..logs import LOGGER_NAME, log_event
+from .model import FeedbackItem
+
+log = logging.getLogger(LOGGER_NAME)
+
+SCHEMA_VERSION = 1
+UNKNOWN_KIND = "unknown"
+_PG_LOCK_KEY = 0x0CD5F33D  # pg_advisory_xact_lock key that serialises schema set-up
+_IN_CHUNK = 500  # uuids per "IN (...)" lookup
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as naive UTC (same text in SQLite, ``timestamp`` in PostgreSQL)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UtcDateTime needs an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+issued_cards = Table(
+    "issued_cards", metadata,
+    Column("uuid", String, primary_key=True),
+    Column("service_id", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("rules", Text, nullable=False),             # comma-joined rule ids
+    Column("indicator", String),
+    Column("suggestion_uuids", Text, nullable=False),  # comma-joined
+    Column("issued_at", UtcDateTime, nullable=False),
+    Index("ix_issued_cards_issued_at", "issued_at"),
+)
+
+feedback = Table(
+    "feedback", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("card_uuid", String, nullable=False),
+    Column("service_id", String, nullable=False),
+    Column("outcome", String, nullable=False),
+    Column("outcome_timestamp", UtcDateTime, nullable=False),
+    Column("accepted_suggestions", Text, nullable=False),  # JSON array of suggestion uuids
+    Column("override_code", String),
+    Column("override_system", Text),
+    Column("override_display", Text),
+    Column("has_comment", Boolean, nullable=False),
+    Column("user_comment", Text),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("known", Boolean, nullable=False),
+    UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_outcome"),
+    Index("ix_feedback_outcome_timestamp", "outcome_timestamp"),
+)
+
+# Version -> function(connection) bringing the schema from version-1 up to it. Add entries here;
+# never edit an applied one.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What one :meth:`FeedbackStore.store_feedback` call did."""
+
+    stored: int      # new rows
+    duplicates: int  # items already stored (same card, outcome, outcomeTimestamp)
+    unknown: int     # items whose card uuid this service never issued
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """Outcomes of one (service, card kind). Counts are feedback events, not distinct cards."""
+
+    service_id: str
+    kind: str
+    issued: int
+    accepted: int
+    overridden: int
+    acceptance_rate: float | None  # accepted / (accepted + overridden); None when both are 0
+    top_override_reasons: tuple[tuple[str, int], ...]  # (display or code, count), at most 3
+    comments: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service_id,
+            "kind": self.kind,
+            "issued": self.issued,
+            "accepted": self.accepted,
+            "overridden": self.overridden,
+            "acceptanceRate": self.acceptance_rate,
+            "topOverrideReasons": [{"reason": r, "count": n}
+                                   for r, n in self.top_override_reasons],
+            "comments": self.comments,
+        }
+
+
+class FeedbackStore:
+    """Issued cards and feedback in one database; thread-safe, one per process.
+
+    :param url: a SQLAlchemy URL: ``sqlite:///path.db``, ``sqlite://`` (in memory, for tests),
+        ``postgresql://user:pw@host/db`` (run through psycopg 3).
+    :param background: write issued cards from a background thread; default: yes, except for
+        in-memory SQLite.
+    :param clock: returns "now" as an aware datetime (tests); default the real clock.
+    :raises ConfigError: the URL is not one this store can use.
+    :raises StartupError: the database's schema is newer than this code.
+    """
+
+    def __init__(self, url: str, *, background: bool | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self._url, memory = _normalise_url(url)
+        self._engine = _make_engine(self._url, memory)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        # One in-memory SQLite connection is shared by every thread: take turns.
+        self._guard: AbstractContextManager[Any] = threading.Lock() if memory else nullcontext()
+        self._closed = False
+        _ensure_schema(self._engine)
+        if background is None:
+            background = not memory
+        self._writer = _CardWriter(self._write_cards) if background else None
+        _OPEN_STORES.add(self)
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    # ----- the hook path ----------------------------------------------------------------------
+
+    def record_cards(self, service_id: str, cards: Sequence[dict[str, Any]]) -> None:
+        """Remember the cards a hook call returned. Never raises: the hook answer comes first."""
+        try:
+            now = self._clock()
+            rows = [row for card in cards if (row := card_row(service_id, card, now))]
+            if not rows:
+                return
+            if self._writer is not None:
+                self._writer.put(rows)
+            else:
+                self._write_cards(rows)
+        except Exception as exc:  # a broken store must not break hook calls
+            log_event(log, logging.ERROR, "feedback.cards_not_recorded",
+                      service=service_id, error=type(exc).__name__)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until queued issued cards are written; False if that took longer than timeout."""
+        return self._writer.flush(timeout) if self._writer is not None else True
+
+    # ----- the feedback endpoint --------------------------------------------------------------
+
+    def store_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> StoreResult:
+        """Store feedback items in one transaction; return after it is committed.
+
+        :raises sqlalchemy.exc.DBAPIError: the database could not be written (nothing stored).
+        """
+        received = self._clock()
+        # RETURNING tells new rows from duplicates the same way on every backend (rowcount
+        # does not: SQLAlchemy's implicit RETURNING hides it on psycopg).
+        stmt = _insert(self._engine, feedback).on_conflict_do_nothing(
+            index_elements=["card_uuid", "outcome", "outcome_timestamp"]
+        ).returning(feedback.c.id)
+        stored = 0
+        with self._guard, self._engine.begin() as conn:
+            issued = _issued_among(conn, {item.card for item in items})
+            for item in items:
+                row = _feedback_row(service_id, item, received, item.card in issued)
+                stored += len(conn.execute(stmt, row).all())
+        unknown = sum(1 for item in items if item.card not in issued)
+        return StoreResult(stored=stored, duplicates=len(items) - stored, unknown=unknown)
+
+    # ----- the report -------------------------------------------------------------------------
+
+    def report(self, since: datetime | None = None) -> list[ReportRow]:
+        """Per (service, card kind): cards issued, accepted, overridden, rate, reasons, comments.
+
+        Cards count when issued at or after ``since``; feedback when its outcomeTimestamp is.
+        Feedback about a card uuid not in ``issued_cards`` is counted under the kind "unknown".
+        A naive ``since`` is taken as UTC.
+        """
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        kind = func.coalesce(issued_cards.c.kind, UNKNOWN_KIND).label("kind")
+        joined = feedback.outerjoin(issued_cards, issued_cards.c.uuid == feedback.c.card_uuid)
+        issued_q = select(issued_cards.c.service_id, issued_cards.c.kind, func.count()) \
+            .group_by(issued_cards.c.service_id, issued_cards.c.kind)
+        outcome_q = select(
+            feedback.c.service_id, kind,
+            func.sum(case((feedback.c.outcome == "accepted", 1), else_=0)),
+            func.sum(case((feedback.c.outcome == "overridden", 1), else_=0)),
+            func.sum(case((feedback.c.has_comment, 1), else_=0)),
+        ).select_from(joined).group_by(feedback.c.service_id, kind)
+        reason_q = select(
+            feedback.c.service_id, kind, feedback.c.override_system, feedback.c.override_code,
+            func.max(feedback.c.override_display), func.count(),
+        ).select_from(joined).where(
+            feedback.c.outcome == "overridden", feedback.c.override_code.is_not(None)
+        ).group_by(feedback.c.service_id, kind, feedback.c.override_system,
+                   feedback.c.override_code)
+        if since is not None:
+            issued_q = issued_q.where(issued_cards.c.issued_at >= since)
+            outcome_q = outcome_q.where(feedback.c.outcome_timestamp >= since)
+            reason_q = reason_q.where(feedback.c.outcome_timestamp >= since)
+        with self._guard, self._engine.connect().execution_options(cds_read_only=True) as conn, \
+                conn.begin():
+            issued_rows = conn.execute(issued_q).all()
+            outcome_rows = conn.execute(outcome_q).all()
+            reason_rows = conn.execute(reason_q).all()
+        return _assemble(issued_rows, outcome_rows, reason_rows)
+
+    # ----- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write queued issued cards, then release the database (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._writer.close()
+        self._engine.dispose()
+        _OPEN_STORES.discard(self)
+
+    def _write_cards(self, rows: list[dict[str, Any]]) -> None:
+        stmt = _insert(self._engine, issued_cards).on_conflict_do_nothing(index_elements=["uuid"])
+        with self._guard, self._engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    def _after_fork(self) -> None:
+        # Pooled connections belong to the parent process; never use them in the child.
+        self._engine.dispose(close=False)
+
+
+def card_row(service_id: str, card: Any, now: datetime) -> dict[str, Any] | None:
+    """Return the ``issued_cards`` row for a card, or None when it has no uuid (no feedback then).
+
+    Only what the report needs is kept; summaries and details may name the patient, so never.
+    """
+    if not isinstance(card, dict):
+        return None
+    uuid = card.get("uuid")
+    if not isinstance(uuid, str) or not uuid:
+        return None
+    extension = card.get("extension")
+    extension = extension if isinstance(extension, dict) else {}
+    tma_card = extension.get("tma-card")
+    tma_card = tma_card if isinstance(tma_card, dict) else {}
+    assessment = extension.get("tma-bone-assessment")
+    assessment = assessment if isinstance(assessment, dict) else {}
+    kind = tma_card.get("kind")
+    rules = tma_card.get("rules") or assessment.get("rules") or []
+    suggestions = card.get("suggestions")
+    indicator = card.get("indicator")
+    return {
+        "uuid": uuid,
+        "service_id": service_id,
+        "kind": kind if isinstance(kind, str) and kind else UNKNOWN_KIND,
+        "rules": ",".join(r for r in rules if isinstance(r, str)) if isinstance(rules, list)
+        else "",
+        "indicator": indicator if isinstance(indicator, str) else None,
+        "suggestion_uuids": ",".join(
+            s["uuid"] for s in suggestions
+            if isinstance(s, dict) and isinstance(s.get("uuid"), str)
+        ) if isinstance(suggestions, list) else "",
+        "issued_at": now,
+    }
+
+
+# ===== Implementation details ===================================================================
+
+
+def _normalise_url(raw: str) -> tuple[URL, bool]:
+    """Parse the URL, send PostgreSQL through psycopg 3, and say whether it is in-memory SQLite."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError("CDS_DATABASE_URL is not a database URL (expected sqlite:///PATH "
+                          "or postgresql://USER@HOST/DB)") from None
+    backend = url.drivername.split("+", 1)[0]
+    if backend in {"postgresql", "postgres"}:
+        if backend == "postgres" or "+" not in url.drivername:
+            url = url.set(drivername="postgresql+psycopg")
+        return url, False
+    if backend != "sqlite":
+        raise ConfigError(f"CDS_DATABASE_URL must be a sqlite or postgresql URL, not {backend}://")
+    database = url.database or ""
+    memory = database in {"", ":memory:"} or url.query.get("mode") == "memory"
+    if not memory and not database.startswith("file:"):
+        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    return url, memory
+
+
+def _make_engine(url: URL, memory: bool) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    if memory:
+        engine = create_engine(url, poolclass=StaticPool,
+                               connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(url, connect_args={"timeout": 5.0})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's BEGIN (below) decide transactions, not the sqlite3 module.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=5000")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front (waiting busy_timeout for it), so two processes
+        # never both hold a read lock and then fail to upgrade it.
+        read_only = conn.get_execution_options().get("cds_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _insert(engine: Engine, table: Table) -> Any:
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _ensure_schema(engine: Engine) -> None:
+    """Create the tables or migrate them, once even when several processes start together."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        metadata.create_all(conn)
+        current = conn.execute(select(func.max(schema_version.c.version))).scalar()
+        if current is None:
+            conn.execute(schema_version.insert(),
+                         {"version": SCHEMA_VERSION, "applied_at": datetime.now(UTC)})
+            return
+        if current > SCHEMA_VERSION:
+            raise StartupError(f"the feedback database has schema version {current}, newer than "
+                               f"this service's {SCHEMA_VERSION}; upgrade the service")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](conn)
+            conn.execute(schema_version.insert(),
+                         {"version": version, "applied_at": datetime.now(UTC)})
+
+
+def _issued_among(conn: Connection, uuids: Iterable[str]) -> set[str]:
+    wanted = sorted(set(uuids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start:start + _IN_CHUNK]
+        found.update(conn.execute(
+            select(issued_cards.c.uuid).where(issued_cards.c.uuid.in_(chunk))
+        ).scalars())
+    return found
+
+
+def _feedback_row(service_id: str, item: FeedbackItem, received: datetime,
+                  known: bool) -> dict[str, Any]:
+    reason = item.override_reason
+    return {
+        "card_uuid": item.card,
+        "service_id": service_id,
+        "outcome": item.outcome,
+        "outcome_timestamp": item.outcome_timestamp,
+        "accepted_suggestions": json.dumps(list(item.accepted_suggestions)),
+        "override_code": reason.code if reason else None,
+        "override_system": reason.system if reason else None,
+        "override_display": reason.display if reason else None,
+        "has_comment": bool(reason and reason.comment),
+        "user_comment": reason.comment if reason else None,
+        "received_at": received,
+        "known": known,
+    }
+
+
+def _assemble(issued_rows: Sequence[Any], outcome_rows: Sequence[Any],
+              reason_rows: Sequence[Any]) -> list[ReportRow]:
+    counts: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def entry(service_id: str, kind: str) -> dict[str, Any]:
+        return counts.setdefault((service_id, kind), {
+            "issued": 0, "accepted": 0, "overridden": 0, "comments": 0, "reasons": {}})
+
+    for service_id, kind, n in issued_rows:
+        entry(service_id, kind)["issued"] = int(n)
+    for service_id, kind, accepted, overridden, comments in outcome_rows:
+        e = entry(service_id, kind)
+        e["accepted"], e["overridden"] = int(accepted or 0), int(overridden or 0)
+        e["comments"] = int(comments or 0)
+    for service_id, kind, _system, code, display, n in reason_rows:
+        reasons = entry(service_id, kind)["reasons"]
+        label = display or code
+        reasons[label] = reasons.get(label, 0) + int(n)
+    rows = []
+    for (service_id, kind), e in sorted(counts.items()):
+        decided = e["accepted"] + e["overridden"]
+        top = sorted(e["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        rows.append(ReportRow(
+            service_id=service_id, kind=kind, issued=e["issued"], accepted=e["accepted"],
+            overridden=e["overridden"],
+            acceptance_rate=e["accepted"] / decided if decided else None,
+            top_override_reasons=tuple(top), comments=e["comments"],
+        ))
+    return rows
+
+
+class _CardWriter:
+    """A daemon thread that writes queued issued-card rows in batches.
+
+    Whatever is queued when the thread wakes is written in one transaction, so under load the
+    batches grow by themselves and at rest each hook call's cards go out at once. The queue is
+    bounded; past it rows are dropped and counted (the hook path never waits on the database).
+    """
+
+    _STOP = object()
+
+    def __init__(self, write: Callable[[list[dict[str, Any]]], None], *,
+                 max_pending: int = 10_000, batch: int = 500) -> None:
+        self._write = write
+        self._max_pending = max_pending
+        self._batch = batch
+        self._start_lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def put(self, rows: list[dict[str, Any]]) -> None:
+        self._ensure_thread()
+        for row in rows:
+            try:
+                self._queue.put_nowait(row)
+            except queue.Full:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log_event(log, logging.WARNING, "feedback.cards_dropped",
+                              dropped=self.dropped, reason="issued-card queue is full")
+
+    def flush(self, timeout: float) -> bool:
+        if self._thread is None or self._pid != os.getpid():
+            return True
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._thread is None or self._pid != os.getpid():
+            return
+        try:
+            self._queue.put(self._STOP, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._thread is not None and self._pid == pid:
+            return
+        with self._start_lock:
+            if self._thread is not None and self._pid == pid:
+                return
+            if self._pid != pid:  # first use, or first use after a fork: the parent's are gone
+                self._queue = queue.Queue(maxsize=self._max_pending)
+            self._pid = pid
+            self._thread = threading.Thread(target=self._run, name="cds-issued-cards",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            pending = [self._queue.get()]
+            while len(pending) < self._batch:
+                try:
+                    pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [p for p in pending if isinstance(p, dict)]
+            if rows:
+                try:
+                    self._write(rows)
+                except Exception as exc:
+                    log_event(log, logging.ERROR, "feedback.cards_not_recorded",
+                              cards=len(rows), error=type(exc).__name__, detail=str(exc)[:200])
+            for p in pending:
+                if isinstance(p, threading.Event):
+                    p.set()
+            if any(p is self._STOP for p in pending):
+                return
+
+
+_OPEN_STORES: weakref.WeakSet[FeedbackStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    for store in list(_OPEN_STORES):
+        try:
+            store.close()
+        except Exception:  # noqa: S110 - exiting anyway; nothing left to tell
+            pass
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_OPEN_STORES):
+        store._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

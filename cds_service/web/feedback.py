@@ -1,0 +1,49 @@
+"""``POST /cds-services/{id}/feedback``: validate, store durably, then answer 200 ``{}``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.exc import DBAPIError
+
+from ..errors import UnknownService
+from ..feedback.model import parse_feedback
+from ..logs import LOGGER_NAME, log_event
+from .body import read_json_body
+from .error_handlers import operation_outcome
+from .routes import runtime
+
+bp = Blueprint("feedback", __name__)
+log = logging.getLogger(LOGGER_NAME)
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def post_feedback(service_id: str) -> Response:
+    """Store the feedback items, all or none; 200 only once they are committed.
+
+    :raise 400: the body or an item is invalid (the OperationOutcome names the field).
+    :raise 404: no service with that id.
+    :raise 503: the database could not be written; nothing was stored, the client may retry.
+    """
+    rt = runtime()
+    started = time.perf_counter()
+    if not rt.registry.has_service(service_id):
+        raise UnknownService(f"no CDS service with id {service_id!r}", where="url")
+    items = parse_feedback(read_json_body(request, rt.settings.max_body_bytes))
+    fields: dict[str, Any] = {"service": service_id, "items": len(items)}
+    try:
+        result = rt.feedback.store_feedback(service_id, items)
+    except DBAPIError as exc:
+        log_event(log, logging.ERROR, "feedback.not_stored", **fields,
+                  error=type(exc.orig or exc).__name__)
+        response = operation_outcome(
+            503, "feedback could not be stored right now; nothing was kept, please retry")
+        response.headers["Retry-After"] = "5"
+        return response
+    log_event(log, logging.INFO, "feedback.stored", **fields, stored=result.stored,
+              duplicates=result.duplicates, unknown=result.unknown,
+              duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    return jsonify({})
