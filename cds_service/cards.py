@@ -92,7 +92,10 @@ def render(spec: CardSpec) -> dict[str, Any]:
     if spec.override_reasons:
         card["overrideReasons"] = [{"code": c, "system": OVERRIDE_SYSTEM, "display": d}
                                    for c, d in spec.override_reasons]
-    extension: dict[str, Any] = {"tma-card": {"kind": spec.kind, "rules": list(spec.rules)}}
+    marker: dict[str, Any] = {"kind": spec.kind}
+    if spec.rules:
+        marker["rules"] = list(spec.rules)
+    extension: dict[str, Any] = {"tma-card": marker}
     if spec.assessment is not None:
         extension["tma-bone-assessment"] = spec.assessment
     card["extension"] = extension

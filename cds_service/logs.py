@@ -70,6 +70,12 @@ def configure_logging(log_format: str) -> None:
     handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
     logger.addHandler(handler)
     logger.propagate = False
+    # urllib3 logs request URLs (they hold patient ids) at DEBUG and on retries at WARNING:
+    # keep them out of any log a site configures at the root.
+    quiet = logging.getLogger("urllib3")
+    quiet.propagate = False
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
 
 
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:

@@ -35,6 +35,7 @@ class Concept:
     modalities: list[str] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)
     file: str = ""
+    origin: dict[str, str] = field(default_factory=dict)  # code or include -> file it came from
 
 
 @dataclass
@@ -146,6 +147,9 @@ def _add_concept_data(concept: Concept, path: Path, key: str, table: dict[str, A
         if name in ("codes", "unverified", "prefixes"):
             for code in values:
                 _check_code(path, key, code)
+        if name in ("codes", "includes"):
+            for value in values:
+                concept.origin.setdefault(value, str(path))
         if name == "codes":
             concept.codes.update(values)
         elif name == "unverified":
@@ -186,19 +190,21 @@ def _load_folder(folder: Path, concepts: dict[str, Concept], text: ReportText, *
 
 
 def _validate(concepts: dict[str, Concept]) -> None:
-    owner: dict[str, str] = {}
+    owner: dict[str, Concept] = {}
     for concept in concepts.values():
         for code in sorted(concept.codes):
-            if code in owner and owner[code] != concept.id:
+            other = owner.get(code)
+            if other is not None and other.id != concept.id:
                 raise MappingError(
-                    f"{concept.file}: [{concept.id}] code {code} is also mapped to "
-                    f"[{owner[code]}]; a code may belong to one concept only"
+                    f"{concept.origin.get(code, concept.file)}: [{concept.id}] code {code} is "
+                    f"also mapped to [{other.id}] in {other.origin.get(code, other.file)}; a code "
+                    "may belong to one concept only"
                 )
-            owner[code] = concept.id
+            owner[code] = concept
         for member in concept.includes:
             if member not in concepts:
-                raise MappingError(f"{concept.file}: [{concept.id}] includes unknown concept "
-                                   f"{member!r}")
+                raise MappingError(f"{concept.origin.get(member, concept.file)}: "
+                                   f"[{concept.id}] includes unknown concept {member!r}")
         stray = concept.unverified - concept.codes
         if stray:
             raise MappingError(f"{concept.file}: [{concept.id}] unverified lists codes not in "

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
+from ..errors import UnknownService
 from ..hooks import parse_request, peek_hook
 from ..logs import LOGGER_NAME, log_event, pseudonym
 from ..runtime import Runtime
@@ -38,6 +39,8 @@ def invoke(service_id: str) -> Response:
     fields: dict[str, Any] = {"service": service_id}
     status = 500
     try:
+        if not rt.registry.has_service(service_id):
+            raise UnknownService(f"no CDS service with id {service_id!r}", where="url")
         body = read_json_body(request, rt.settings.max_body_bytes)
         hook = peek_hook(body)
         fields["hook"] = hook
