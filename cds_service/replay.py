@@ -88,6 +88,8 @@ def build_request(
     draft: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The hook request an EHR would send: context, and every prefetch template answered."""
+    if hook in ("order-select", "order-sign") and draft is None:
+        raise RecordError(f"hook {hook} needs --draft ORDERS.json")
     entry = next((s for s in discovery.get("services", ())
                   if s.get("id") == service_id and s.get("hook") == hook), None)
     if entry is None:
