@@ -70,12 +70,24 @@ def configure_logging(log_format: str) -> None:
     handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
     logger.addHandler(handler)
     logger.propagate = False
-    # urllib3 logs request URLs (they hold patient ids) at DEBUG and on retries at WARNING:
-    # keep them out of any log a site configures at the root.
-    quiet = logging.getLogger("urllib3")
-    quiet.propagate = False
-    if not quiet.handlers:
-        quiet.addHandler(logging.NullHandler())
+    # urllib3 logs request URLs (they hold patient ids) at DEBUG and on retries at WARNING.
+    # A filter on each of its loggers withholds the message whatever handlers a site attaches.
+    names = {"urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager",
+             "urllib3.util.retry", "urllib3.response"}
+    names.update(n for n in logging.root.manager.loggerDict if n.startswith("urllib3."))
+    for name in names:
+        third_party = logging.getLogger(name)
+        if not any(isinstance(f, _WithholdUrls) for f in third_party.filters):
+            third_party.addFilter(_WithholdUrls())
+
+
+class _WithholdUrls(logging.Filter):
+    """Replace a third-party HTTP library's message (it names URLs) by a neutral sentence."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"{record.name}: message withheld (request URLs carry patient ids)"
+        record.args = ()
+        return True
 
 
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
