@@ -224,3 +224,21 @@ def test_no_ho_management_without_ho_favored():
 
 
 _ = (RXNORM, ULCER)
+
+
+@pytest.mark.parametrize(("code", "side", "expected"), (
+    (("http://www.ama-assn.org/go/cpt", "28805", "Amputation, foot; transmetatarsal"), "left",
+     "Left TMA day 60"),
+    (("http://www.ama-assn.org/go/cpt", "28810", "Amputation, metatarsal, with toe, single"),
+     "right", "Right ray amputation day 60"),
+    (("http://www.ama-assn.org/go/cpt", "28800", "Amputation, foot; midtarsal"), None,
+     "Side unknown Chopart amputation day 60"),
+))
+def test_summary_names_side_level_and_day(code, side, expected):
+    from cds_service.clinical.patient_view import summary
+    from fixtures.build import Record
+
+    record = Record("p1")
+    record.amputation(60, side, code)
+    text = summary(assessed(record))
+    assert text.startswith(expected + ": osteomyelitis") and len(text) < 140

@@ -55,16 +55,30 @@ def side_word(a: Assessment) -> str:
     return side.capitalize() if side else "Side unknown"
 
 
+def amputation_kind(a: Assessment) -> str:
+    """A short name for the index amputation: TMA, ray amputation, Chopart amputation, ..."""
+    amp = a.facts.record.amputation
+    label = (amp.label if amp else "").lower()
+    if "transmetatarsal" in label:
+        return "TMA"
+    if "ray" in label or "metatarsal, with toe" in label:
+        return "ray amputation"
+    if "midtarsal" in label or "chopart" in label:
+        return "Chopart amputation"
+    if "lisfranc" in label:
+        return "Lisfranc amputation"
+    return "partial-foot amputation"
+
+
 def summary(a: Assessment) -> str:
     """E.g. "Left TMA day 42: osteomyelitis probable; heterotopic ossification present"."""
     days = a.facts.days
     when = f"day {days}" if days is not None else "date unknown"
     om = a.osteomyelitis.replace("-", " ")
     ho = a.heterotopic_ossification.replace("-", " ")
-    head = f"{side_word(a)} partial-foot amputation {when}" if a.facts.record.side is None else \
-        f"{side_word(a)} TMA {when}"
     prefix = "SEVERE INFECTION. " if "severe-infection" in a.flags else ""
-    return f"{prefix}{head}: osteomyelitis {om}; heterotopic ossification {ho}"
+    return (f"{prefix}{side_word(a)} {amputation_kind(a)} {when}: osteomyelitis {om}; "
+            f"heterotopic ossification {ho}")
 
 
 def indicator(a: Assessment) -> str:
