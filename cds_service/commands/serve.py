@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import Any
 
 
@@ -24,28 +25,38 @@ def run(args: argparse.Namespace) -> int:
     if args.dev:
         create_app().run(host=args.host, port=args.port, use_reloader=True)
         return 0
-    from gunicorn.app.base import BaseApplication
-
     timeout = max(30, int(4 * float(os.environ.get("CDS_FHIR_TIMEOUT", "5"))))
     create_app()  # fail fast, in the parent, on broken configuration or mappings
+    serve_with_gunicorn(create_app, gunicorn_options(args.host, args.port, args.workers,
+                                                     args.threads, timeout))
+    return 0
+
+
+def gunicorn_options(host: str, port: int, workers: int, threads: int,
+                     timeout: int = 30) -> dict[str, Any]:
+    """The gunicorn configuration of ``serve`` (the benchmark's floor app uses the same)."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": timeout,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "accesslog": None,
+    }
+
+
+def serve_with_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
+    """Run gunicorn in this process (it becomes the master) with ``factory()`` in each worker."""
+    from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            options = {
-                "bind": f"{args.host}:{args.port}",
-                "workers": args.workers,
-                "worker_class": "gthread",
-                "threads": args.threads,
-                "timeout": timeout,
-                "graceful_timeout": 10,
-                "keepalive": 5,
-                "accesslog": None,
-            }
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return create_app()
+            return factory()
 
     Server().run()
-    return 0

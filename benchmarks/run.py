@@ -1,0 +1,544 @@
+"""``make bench``: the service against the floor, side by side, on 127.0.0.1.
+
+Starts ``cds-service serve --workers 2`` (auth off, SQLite feedback store in a temporary folder,
+JSON logs to a file) and the floor app (:mod:`benchmarks.floor_app`) under the same gunicorn
+configuration (gthread, 2 workers x 4 threads), on free ports. Per case (TYPICAL, HEAVY; see
+:mod:`benchmarks.data`) and per server it measures:
+
+- latency: p50 / p95 over sequential keep-alive requests after a warm-up (at least 40);
+- throughput: requests per second with 8 concurrent keep-alive clients for a fixed duration
+  (``wrk`` when it is installed or installable from Debian, else Python threads);
+- memory: peak RSS of the server's processes (master + workers, the sum of their ``VmHWM``) and
+  its growth over the idle baseline (sum of ``VmRSS`` after start-up, before any request).
+
+It prints a table with each figure and its ratio to the floor and writes
+``benchmarks/results/latest.json``. Everything it starts is stopped at the end, also on error.
+
+    .venv/bin/python -m benchmarks.run [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from . import data
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+HOST = "127.0.0.1"
+WORKERS = 2
+THREADS = 4
+CLIENTS = 8
+MAX_BODY = 16_000_000  # HEAVY is ~5.5 MB; the service's default limit is 5 MB (see README)
+
+TARGETS = {  # issue 8
+    "typical_p50_ratio": 2.0,
+    "heavy_p50_ratio": 3.0,
+    "heavy_memory_growth_mb": 150.0,
+    "typical_throughput_ratio": 0.5,
+}
+
+WRK_SCRIPT = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
+    '"timeout":%d,"p50_us":%d,"p95_us":%d}\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(95)))
+end
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # noqa: T201
+
+
+# --------------------------------------------------------------------------- processes
+def port_is_listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def free_port() -> int:
+    """A port nothing listens on (a leftover server answering a benchmark is a known trap)."""
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = sock.getsockname()[1]
+        if not port_is_listening(port):
+            return int(port)
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    workers: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        self.port = free_port()
+        command = [*self.command, "--host", HOST, "--port", str(self.port),
+                   "--workers", str(WORKERS), "--threads", str(THREADS)]
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see "
+                                   f"{self.log_path}")
+            self.workers = children_of(self.proc.pid)
+            if len(self.workers) >= WORKERS:
+                try:
+                    if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                        return
+                except requests.RequestException:
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer on {self.url} within {timeout:.0f} s")
+
+    def pids(self) -> list[int]:
+        """Master and workers (the worker list is read once, when the server got ready)."""
+        assert self.proc is not None
+        return [self.proc.pid, *self.workers]
+
+    def rss_mb(self) -> float:
+        return sum(status_kb(p, "VmRSS") for p in self.pids()) / 1024
+
+    def hwm_mb(self) -> float:
+        return sum(status_kb(p, "VmHWM") for p in self.pids()) / 1024
+
+    def stop(self) -> None:
+        """Stop the process group this benchmark started (by its id), SIGKILL if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+
+# --------------------------------------------------------------------------- load
+def post(session: requests.Session, url: str, body: bytes) -> requests.Response:
+    return session.post(url, data=body, headers={"Content-Type": "application/json"},
+                        timeout=60)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(pct / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def check(response: requests.Response, url: str) -> None:
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
+
+
+def ensure_wrk() -> str | None:
+    """The path of wrk; installed from Debian's packages when missing (None if impossible)."""
+    found = shutil.which("wrk")
+    if found or os.environ.get("BENCH_NO_WRK"):
+        return found if not os.environ.get("BENCH_NO_WRK") else None
+    apt = shutil.which("apt-get")
+    if apt is None:
+        return None
+    log("wrk is missing: apt-get install -y wrk")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    attempts = ([apt, "install", "-y", "-q", "wrk"], [apt, "update", "-q"],
+                [apt, "install", "-y", "-q", "wrk"])
+    for command in attempts:
+        try:
+            done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=90, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if command[1] == "install" and done.returncode == 0:
+            break
+    return shutil.which("wrk")
+
+
+def throughput_wrk(wrk: str, url: str, body_path: Path, script: Path,
+                   seconds: float) -> dict[str, Any]:
+    command = [wrk, "-t2", f"-c{CLIENTS}", f"-d{seconds:.0f}s", "--timeout", "30s", "-s",
+               str(script), url]
+    done = subprocess.run(command, env={**os.environ, "BENCH_BODY": str(body_path)},
+                          capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("{")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed: {done.stderr.strip() or done.stdout.strip()}")
+    result = json.loads(line)
+    errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    if errors:
+        raise RuntimeError(f"wrk saw {errors} errors against {url}: {result}")
+    return {"tool": "wrk", "requests": result["requests"],
+            "rps": result["requests"] / (result["duration_us"] / 1e6),
+            "p50_ms": result["p50_us"] / 1000, "p95_ms": result["p95_us"] / 1000}
+
+
+def throughput_threads(url: str, body: bytes, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    counts = [0] * CLIENTS
+    errors: list[str] = []
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        with requests.Session() as session:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = post(session, url, body)
+                except requests.RequestException as exc:
+                    errors.append(str(exc))
+                    return
+                if response.status_code != 200:
+                    errors.append(f"status {response.status_code}")
+                    return
+                with lock:
+                    times.append(time.perf_counter() - started)
+                counts[index] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    if errors:
+        raise RuntimeError(f"load against {url} failed: {errors[0]}")
+    return {"tool": "python threads", "requests": sum(counts), "rps": sum(counts) / elapsed,
+            "p50_ms": percentile(times, 50) * 1000, "p95_ms": percentile(times, 95) * 1000}
+
+
+# --------------------------------------------------------------------------- the run
+@dataclass
+class Case:
+    name: str
+    body: bytes
+    path: Path
+    warmup: int  # requests per server before timing
+    batch: int  # sequential requests per server per round (4 rounds: at least 40 in all)
+    load_seconds: int  # per throughput round (3 rounds per server)
+
+
+def measure_case(servers: list[Server], case: Case, wrk: str | None, script: Path,
+                 idle: dict[str, float], rounds: int = 4, load_rounds: int = 3,
+                 ) -> dict[str, dict[str, Any]]:
+    """Measure one case on every server, interleaving the servers round by round so that
+    whatever else runs on the machine weighs on both alike."""
+    urls = {s.name: s.url + "/cds-services/" + data.SERVICE_ID for s in servers}
+    sessions = {s.name: requests.Session() for s in servers}
+    times: dict[str, list[float]] = {s.name: [] for s in servers}
+    cards: dict[str, int] = {}
+    try:
+        for server in servers:
+            for _ in range(case.warmup):
+                response = post(sessions[server.name], urls[server.name], case.body)
+                check(response, urls[server.name])
+                cards[server.name] = len(response.json().get("cards", []))
+        log(f"  {case.name}: latency, {rounds} x {case.batch} sequential requests per server")
+        for round_ in range(rounds):
+            for server in servers if round_ % 2 == 0 else servers[::-1]:
+                for _ in range(case.batch):
+                    started = time.perf_counter()
+                    response = post(sessions[server.name], urls[server.name], case.body)
+                    elapsed = time.perf_counter() - started
+                    check(response, urls[server.name])
+                    times[server.name].append(elapsed)
+    finally:
+        for session in sessions.values():
+            session.close()
+    sequential_hwm = {s.name: s.hwm_mb() for s in servers}
+
+    log(f"  {case.name}: throughput, {CLIENTS} clients, {load_rounds} x {case.load_seconds} s "
+        "per server")
+    loads: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+    peaks = {s.name: 0.0 for s in servers}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            for server in servers:
+                peaks[server.name] = max(peaks[server.name], server.rss_mb())
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        for round_ in range(load_rounds):
+            for server in servers if round_ % 2 == 0 else servers[::-1]:
+                if wrk:
+                    result = throughput_wrk(wrk, urls[server.name], case.path, script,
+                                            case.load_seconds)
+                else:
+                    result = throughput_threads(urls[server.name], case.body,
+                                                case.load_seconds)
+                loads[server.name].append(result)
+    finally:
+        stop.set()
+        sampler.join()
+
+    out = {}
+    for server in servers:
+        name = server.name
+        hwm = server.hwm_mb()
+        assert server.proc is not None
+        if sorted(children_of(server.proc.pid)) != sorted(server.workers):
+            raise RuntimeError(f"{server.name}: a worker was restarted during {case.name}; "
+                               f"see {server.log_path}")
+        runs = sorted(loads[name], key=lambda r: r["rps"])
+        middle = runs[len(runs) // 2]
+        out[name] = {
+            "latency": {"requests": len(times[name]),
+                        "p50_ms": percentile(times[name], 50) * 1000,
+                        "p95_ms": percentile(times[name], 95) * 1000,
+                        "mean_ms": sum(times[name]) / len(times[name]) * 1000,
+                        "cards": cards[name]},
+            "throughput": {"tool": middle["tool"], "rps": middle["rps"],
+                           "p50_ms": middle["p50_ms"], "p95_ms": middle["p95_ms"],
+                           "rounds_rps": [round(r["rps"], 1) for r in loads[name]],
+                           "requests": sum(r["requests"] for r in loads[name])},
+            "memory": {"idle_mb": idle[name], "peak_mb": hwm, "growth_mb": hwm - idle[name],
+                       "sequential_growth_mb": sequential_hwm[name] - idle[name],
+                       "sampled_peak_mb": peaks[name],
+                       "sampled_growth_mb": peaks[name] - idle[name]},
+        }
+    return out
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu_model": model, "memory_gb": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def ratios(service: dict[str, Any], floor: dict[str, Any]) -> dict[str, float]:
+    return {
+        "p50": service["latency"]["p50_ms"] / floor["latency"]["p50_ms"],
+        "p95": service["latency"]["p95_ms"] / floor["latency"]["p95_ms"],
+        "throughput": service["throughput"]["rps"] / floor["throughput"]["rps"],
+        "peak_memory": service["memory"]["peak_mb"] / floor["memory"]["peak_mb"],
+    }
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    typical, heavy = results["cases"]["TYPICAL"], results["cases"]["HEAVY"]
+    checks = {
+        "typical_p50_ratio": (typical["ratio"]["p50"], "<="),
+        "heavy_p50_ratio": (heavy["ratio"]["p50"], "<="),
+        "heavy_memory_growth_mb": (heavy["service"]["memory"]["growth_mb"], "<="),
+        "typical_throughput_ratio": (typical["ratio"]["throughput"], ">="),
+    }
+    out = {}
+    for key, (value, op) in checks.items():
+        target = TARGETS[key]
+        ok = value <= target if op == "<=" else value >= target
+        out[key] = {"value": round(value, 3), "target": f"{op} {target}", "met": ok}
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"{'case':8s} {'figure':22s} {'service':>10s} {'floor':>10s} {'ratio':>7s}",
+             "-" * 61]
+    for name, case in results["cases"].items():
+        s, f, r = case["service"], case["floor"], case["ratio"]
+        rows = [
+            ("p50 latency (ms)", s["latency"]["p50_ms"], f["latency"]["p50_ms"], r["p50"]),
+            ("p95 latency (ms)", s["latency"]["p95_ms"], f["latency"]["p95_ms"], r["p95"]),
+            (f"throughput, {CLIENTS} clients", s["throughput"]["rps"], f["throughput"]["rps"],
+             r["throughput"]),
+            ("peak RSS (MB)", s["memory"]["peak_mb"], f["memory"]["peak_mb"],
+             r["peak_memory"]),
+            ("RSS growth, sequential", s["memory"]["sequential_growth_mb"],
+             f["memory"]["sequential_growth_mb"], None),
+            (f"RSS growth, {CLIENTS} clients", s["memory"]["growth_mb"],
+             f["memory"]["growth_mb"], None),
+        ]
+        for label, sv, fv, ratio in rows:
+            shown = f"{ratio:6.2f}x" if ratio is not None else ""
+            lines.append(f"{name:8s} {label:22s} {sv:10.1f} {fv:10.1f} {shown:>7s}")
+        lines.append(f"{'':8s} body {case['body_bytes']:,} bytes; {s['latency']['requests']} / "
+                     f"{f['latency']['requests']} sequential requests; service cards: "
+                     f"{s['latency']['cards']}")
+    lines.append("")
+    for key, verdict in results["targets"].items():
+        mark = "met" if verdict["met"] else "NOT MET"
+        lines.append(f"target {key}: {verdict['value']} ({verdict['target']}) {mark}")
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    wrk = ensure_wrk()
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="cds-bench-") as tmp:
+        tmpdir = Path(tmp)
+        script = tmpdir / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+        service_env = {**base_env, "CDS_AUTH_REQUIRED": "false",
+                       "CDS_DATABASE_URL": f"sqlite:///{tmpdir / 'bench.db'}",
+                       "CDS_LOG_FORMAT": "json", "CDS_MAX_BODY_BYTES": str(MAX_BODY)}
+        bindir = Path(sys.executable).parent
+        cli = bindir / "cds-service"
+        service_cmd = [str(cli), "serve"] if cli.exists() else [
+            sys.executable, "-c", "import sys; from cds_service.cli import main; "
+            "sys.exit(main())", "serve"]
+        floor = Server("floor", [sys.executable, "-m", "benchmarks.floor_app"], base_env,
+                       RESULTS / "floor.log")
+        service = Server("service", service_cmd, service_env, RESULTS / "service.log")
+        servers = [floor, service]
+        try:
+            for server in servers:
+                server.start()
+            for server in servers:
+                server.wait_ready()
+            check = requests.get(floor.url + "/healthz", timeout=5).json()
+            if check.get("app") != "floor" or check.get("master") != floor.proc.pid:  # type: ignore[union-attr]
+                raise RuntimeError(f"something else answers on {floor.url}: {check}")
+            discovery = requests.get(service.url + "/cds-services", timeout=5).json()
+            now = data.bench_now()
+            bodies = {"TYPICAL": data.encode(data.typical_request(discovery, now)),
+                      "HEAVY": data.encode(data.heavy_request(discovery, now))}
+            cases = []
+            for name, body in bodies.items():
+                path = tmpdir / f"{name.lower()}.json"
+                path.write_bytes(body)
+                if name == "TYPICAL":
+                    cases.append(Case(name, body, path, 10, 10 if quick else 25,
+                                      1 if quick else 2))
+                else:
+                    cases.append(Case(name, body, path, 3, 10, 1 if quick else 3))
+            time.sleep(1.0)
+            idle = {s.name: s.rss_mb() for s in servers}
+            log(f"idle RSS: floor {idle['floor']:.1f} MB, service {idle['service']:.1f} MB; "
+                f"load generator: {'wrk' if wrk else 'python threads'}")
+            results: dict[str, Any] = {"cases": {}}
+            for case in cases:
+                per = measure_case(servers, case, wrk, script, idle)
+                results["cases"][case.name] = {"body_bytes": len(case.body), **per,
+                                               "ratio": ratios(per["service"], per["floor"])}
+        finally:
+            for server in servers:
+                server.stop()
+    results.update({
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "setup": {"gunicorn": f"gthread, {WORKERS} workers x {THREADS} threads",
+                  "load_generator": "wrk" if wrk else "python threads (requests.Session)",
+                  "latency_client": "python requests.Session, one keep-alive connection",
+                  "clients": CLIENTS,
+                  "method": "servers interleaved round by round; latency: 4 rounds of "
+                            "sequential requests per server; throughput: median of 3 rounds; "
+                            "peak RSS: sum of VmHWM of master and workers",
+                  "service_env": {"CDS_AUTH_REQUIRED": "false", "CDS_LOG_FORMAT": "json",
+                                  "CDS_MAX_BODY_BYTES": str(MAX_BODY),
+                                  "CDS_DATABASE_URL": "sqlite:///<tmp>/bench.db"},
+                  "quick": quick},
+    })
+    results["targets"] = verdicts(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument("--quick", action="store_true", help="shorter phases (a smoke run)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results = run(quick=args.quick)
+    results["wall_seconds"] = round(time.monotonic() - started, 1)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    print(f"CDS service benchmark, {results['date']}; {m['nproc']} x {m['cpu_model']}, "  # noqa: T201
+          f"Python {m['python']}; {results['setup']['gunicorn']}; load: "
+          f"{results['setup']['load_generator']}")
+    print(table(results))  # noqa: T201
+    print(f"written to {args.output} ({results['wall_seconds']} s)")  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
