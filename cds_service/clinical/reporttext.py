@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 WINDOW = 6
 # Sentences end at . ; : ! ? or a blank line; a single line break (wrapped text) does not.
@@ -45,20 +46,41 @@ class CuePhrases:
     @classmethod
     def build(cls, negation: Iterable[str], post_negation: Iterable[str],
               uncertainty: Iterable[str], breakers: Iterable[str]) -> CuePhrases:
-        def words(items: Iterable[str]) -> tuple[tuple[str, ...], ...]:
-            return tuple(sorted({tuple(_WORD.findall(i.lower())) for i in items if _WORD.findall(
-                i.lower())}, key=len, reverse=True))
+        # Built once per distinct cue lists (every request passes the same mappings).
+        return _build_cues(tuple(negation), tuple(post_negation), tuple(uncertainty),
+                           tuple(breakers))
 
-        uncertain = list(uncertainty)
-        passive = [c for c in uncertain if "excluded" in c or "ruled out" in c]
-        return cls(words(negation), words(post_negation),
-                   words(c for c in uncertain if c not in passive), words(passive),
-                   frozenset(b.strip().lower() for b in breakers))
+
+@lru_cache(maxsize=16)
+def _build_cues(negation: tuple[str, ...], post_negation: tuple[str, ...],
+                uncertainty: tuple[str, ...], breakers: tuple[str, ...]) -> CuePhrases:
+    def words(items: Iterable[str]) -> tuple[tuple[str, ...], ...]:
+        return tuple(sorted({tuple(_WORD.findall(i.lower())) for i in items if _WORD.findall(
+            i.lower())}, key=len, reverse=True))
+
+    uncertain = list(uncertainty)
+    passive = [c for c in uncertain if "excluded" in c or "ruled out" in c]
+    return CuePhrases(words(negation), words(post_negation),
+                      words(c for c in uncertain if c not in passive), words(passive),
+                      frozenset(b.strip().lower() for b in breakers))
 
 
 def _find(tokens: list[str], phrase: tuple[str, ...]) -> list[int]:
+    """Start positions of ``phrase`` in ``tokens``, in order (``list.index`` finds candidates)."""
     n = len(phrase)
-    return [i for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n]) == phrase]
+    last = len(tokens) - n  # the last position a match may start at
+    if n == 0:
+        return list(range(last + 1))
+    first = phrase[0]
+    found = []
+    i = -1
+    while True:
+        try:
+            i = tokens.index(first, i + 1, last + 1)
+        except ValueError:
+            return found
+        if n == 1 or tuple(tokens[i:i + n]) == phrase:
+            found.append(i)
 
 
 def _cue_before(tokens: list[str], start: int, cues: tuple[tuple[str, ...], ...],
@@ -99,14 +121,16 @@ def read_mentions(text: str, phrases: dict[str, list[str]], cues: CuePhrases) ->
     """
     found: dict[str, Mention] = {}
     rank = {Mention.PRESENT: 3, Mention.UNCERTAIN: 2, Mention.NEGATED: 1}
-    compiled = {cid: [tuple(_WORD.findall(p)) for p in ps if _WORD.findall(p)]
-                for cid, ps in phrases.items()}
+    compiled = _compile(tuple((cid, tuple(ps)) for cid, ps in phrases.items()))
     for sentence in _SENTENCES.split(text):
         tokens = _tokens(sentence)
         if not tokens:
             continue
-        for concept_id, concept_phrases in compiled.items():
+        present = set(tokens)
+        for concept_id, concept_phrases in compiled:
             for phrase in concept_phrases:
+                if phrase[0] not in present:  # cannot occur in this sentence
+                    continue
                 for start in _find(tokens, phrase):
                     end = start + len(phrase)
                     if (_cue_before(tokens, start, cues.uncertainty, cues.breakers)
@@ -120,3 +144,11 @@ def read_mentions(text: str, phrases: dict[str, list[str]], cues: CuePhrases) ->
                     if rank[mention] > rank.get(found.get(concept_id), 0):  # type: ignore[arg-type]
                         found[concept_id] = mention
     return found
+
+
+@lru_cache(maxsize=16)
+def _compile(phrases: tuple[tuple[str, tuple[str, ...]], ...],
+             ) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]:
+    """Finding phrases as word tuples, per concept (once per distinct phrase lists)."""
+    return tuple((cid, tuple(tuple(_WORD.findall(p)) for p in ps if _WORD.findall(p)))
+                 for cid, ps in phrases)
