@@ -4,13 +4,29 @@ Only resources that end up used are validated (stack-measurements.md §1: full v
 about 100 µs per resource, so validating a whole record would dominate the hook). A resource that
 fails is skipped and a note says which one and why — never a crash. R4B is chosen on purpose:
 fhir.resources has no R4 package, and R4B models accept R4 JSON for the resources used here.
+
+Verdicts are remembered per worker process, keyed by a keyed BLAKE2b digest of the resource's
+JSON text (no clinical content is kept, only 16-byte digests and the reason strings): an EHR sends
+the same labs and reports again each time a chart is opened, and validating one resource costs
+about 100 µs while computing its digest costs about 10 µs. Validation is a pure function of the
+resource, so a remembered verdict is the verdict.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
+
+CACHE_SIZE = 20_000  # verdicts per process (about 3 MB)
+_DIGEST_KEY = secrets.token_bytes(16)
+_verdicts: OrderedDict[bytes, str | None] = OrderedDict()
+_verdicts_lock = threading.Lock()
 
 _MODEL_CACHE: dict[str, Any] = {}
 
@@ -48,6 +64,39 @@ def problem(resource: dict[str, Any]) -> str | None:
     return None
 
 
+def _digest(resource: dict[str, Any]) -> bytes | None:
+    """A digest of the resource as JSON (None when it is not JSON data: then no caching)."""
+    try:
+        text = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16,
+                           key=_DIGEST_KEY).digest()
+
+
+def cached_problem(resource: dict[str, Any]) -> str | None:
+    """:func:`problem`, remembered per distinct resource content."""
+    key = _digest(resource)
+    if key is None:
+        return problem(resource)
+    with _verdicts_lock:
+        if key in _verdicts:
+            _verdicts.move_to_end(key)
+            return _verdicts[key]
+    why = problem(resource)
+    with _verdicts_lock:
+        _verdicts[key] = why
+        if len(_verdicts) > CACHE_SIZE:
+            _verdicts.popitem(last=False)
+    return why
+
+
+def clear_cache() -> None:
+    """Forget every remembered verdict (tests, and the benchmark's cold-path figures)."""
+    with _verdicts_lock:
+        _verdicts.clear()
+
+
 class Validator:
     """Validates each resource at most once and keeps notes about the ones skipped."""
 
@@ -58,7 +107,7 @@ class Validator:
     def ok(self, resource: dict[str, Any]) -> bool:
         key = id(resource)
         if key not in self._seen:
-            why = problem(resource)
+            why = cached_problem(resource)
             self._seen[key] = why is None
             if why is not None:
                 ref = f"{resource.get('resourceType')}/{resource.get('id', '?')}"
