@@ -46,8 +46,7 @@ def warm_up() -> None:
         _model(name)
 
 
-def problem(resource: dict[str, Any]) -> str | None:
-    """Return why a resource is not valid R4 (first error, with its location), or None."""
+def _problem(resource: dict[str, Any]) -> str | None:
     try:
         _model(str(resource.get("resourceType"))).model_validate(resource)
     except (KeyError, LookupError):
@@ -74,16 +73,19 @@ def _digest(resource: dict[str, Any]) -> bytes | None:
                            key=_DIGEST_KEY).digest()
 
 
-def cached_problem(resource: dict[str, Any]) -> str | None:
-    """:func:`problem`, remembered per distinct resource content."""
+def problem(resource: dict[str, Any]) -> str | None:
+    """Return why a resource is not valid R4 (first error, with its location), or None.
+
+    Remembered per distinct resource content (see the module's docstring).
+    """
     key = _digest(resource)
     if key is None:
-        return problem(resource)
+        return _problem(resource)
     with _verdicts_lock:
         if key in _verdicts:
             _verdicts.move_to_end(key)
             return _verdicts[key]
-    why = problem(resource)
+    why = _problem(resource)
     with _verdicts_lock:
         _verdicts[key] = why
         if len(_verdicts) > CACHE_SIZE:
@@ -107,7 +109,7 @@ class Validator:
     def ok(self, resource: dict[str, Any]) -> bool:
         key = id(resource)
         if key not in self._seen:
-            why = cached_problem(resource)
+            why = problem(resource)
             self._seen[key] = why is None
             if why is not None:
                 ref = f"{resource.get('resourceType')}/{resource.get('id', '?')}"
