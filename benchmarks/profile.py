@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     calls = args.calls or (30 if args.case == "TYPICAL" else 5)
 
     from cds_service import create_app
+    from cds_service.app import freeze_startup_heap
     from cds_service.clinical import validation
 
     now = data.bench_now()
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app({"auth_required": False, "log_format": "json",
                           "database_url": f"sqlite:///{Path(tmp) / 'profile.db'}",
                           "max_body_bytes": 16_000_000}, clock=lambda: now)
+        freeze_startup_heap()  # as every gunicorn worker of cds-service serve does
         logging.getLogger("cds_service").setLevel(logging.WARNING)  # no log line per call
         client = app.test_client()
 

@@ -27,9 +27,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     timeout = max(30, int(4 * float(os.environ.get("CDS_FHIR_TIMEOUT", "5"))))
     create_app()  # fail fast, in the parent, on broken configuration or mappings
-    serve_with_gunicorn(create_app, gunicorn_options(args.host, args.port, args.workers,
+    serve_with_gunicorn(worker_app, gunicorn_options(args.host, args.port, args.workers,
                                                      args.threads, timeout))
     return 0
+
+
+def worker_app() -> Any:
+    """The app of one gunicorn worker, with the start-up heap frozen (see ``app``)."""
+    from ..app import create_app, freeze_startup_heap
+
+    app = create_app()
+    freeze_startup_heap()
+    return app
 
 
 def gunicorn_options(host: str, port: int, workers: int, threads: int,
