@@ -134,8 +134,8 @@ def _relative(reference: str) -> str:
 def parse_bundle(bundle: Mapping[str, Any], mappings: MappingTable, notes: list[str],
                  patient_id: str | None = None) -> list[DraftOrder]:
     """Every readable draft order of a Bundle (or of a bare order resource)."""
-    if bundle.get("resourceType") != "Bundle" and (
-            bundle.get("resourceType") in MEDICATION_TYPES | SERVICE_TYPES):
+    kind = bundle.get("resourceType")
+    if isinstance(kind, str) and kind in MEDICATION_TYPES | SERVICE_TYPES:
         notes.append("draftOrders is a single resource, not a Bundle; read as one order")
         bundle = {"resourceType": "Bundle", "entry": [{"resource": bundle}]}
     elif bundle.get("resourceType") != "Bundle":

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..fhir.resources import coding_keys, codings, parse_datetime, reference_id, resource_date
+from ..fhir.resources import (
+    as_list,
+    coding_keys,
+    codings,
+    parse_datetime,
+    reference_id,
+    resource_date,
+)
 from ..mappings import MappingTable
 from .. import units
 from .validation import Validator
@@ -137,6 +144,12 @@ def side_of(resource: dict[str, Any]) -> str | None:
     return _side_from_codes(resource.get("bodySite")) or _side_from_codes(resource.get("code"))
 
 
+def _status(resource: dict[str, Any]) -> str | None:
+    """A resource's ``status`` when it is a string (anything else is no status)."""
+    status = resource.get("status")
+    return status if isinstance(status, str) else None
+
+
 def _ref(resource: dict[str, Any]) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
 
@@ -178,7 +191,7 @@ class Record:
         for resource in resources:
             kind = resource.get("resourceType")
             if kind == "Observation":
-                if resource.get("status") in USABLE_OBSERVATION:
+                if _status(resource) in USABLE_OBSERVATION:
                     for cid in self.mappings.concepts_of(resource.get("code")):
                         self._observations[cid].append(resource)
             elif kind == "Condition":
@@ -192,7 +205,7 @@ class Record:
                     for cid in self.mappings.concepts_of(resource.get("code")):
                         self._procedures[cid].append(resource)
             elif kind == "DiagnosticReport":
-                if resource.get("status") in USABLE_REPORT:
+                if _status(resource) in USABLE_REPORT:
                     self._reports.append(resource)
             elif kind == "ImagingStudy":
                 if resource.get("status") not in ("entered-in-error", "cancelled"):
@@ -213,7 +226,7 @@ class Record:
         if ident is not None:
             medication = None
             if ident.startswith("#"):
-                for contained in request.get("contained") or ():
+                for contained in as_list(request.get("contained")):
                     if isinstance(contained, dict) and f"#{contained.get('id')}" == ident:
                         medication = contained
             else:
@@ -434,7 +447,7 @@ class Record:
     def _kind_of_report(self, report: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
         kinds = self.mappings.concepts_of(report.get("code")) & set(IMAGING_KINDS)
         study = None
-        for ref in report.get("imagingStudy") or ():
+        for ref in as_list(report.get("imagingStudy")):
             _, ident = reference_id(ref)
             if ident in self._studies:
                 study = self._studies[ident]
@@ -445,8 +458,9 @@ class Record:
     def _kinds_of_study(self, study: dict[str, Any]) -> set[str]:
         kinds = self.mappings.concepts_of(study.get("procedureCode")) & set(IMAGING_KINDS)
         if not kinds:
-            modalities = [m.get("code") for m in study.get("modality") or () if isinstance(m, dict)]
-            for series in study.get("series") or ():
+            modalities = [m.get("code") for m in as_list(study.get("modality"))
+                          if isinstance(m, dict)]
+            for series in as_list(study.get("series")):
                 if isinstance(series, dict) and isinstance(series.get("modality"), dict):
                     modalities.append(series["modality"].get("code"))
             for modality in modalities:
@@ -458,7 +472,7 @@ class Record:
 
     @staticmethod
     def _study_side(study: dict[str, Any]) -> str | None:
-        for series in study.get("series") or ():
+        for series in as_list(study.get("series")):
             if not isinstance(series, dict):
                 continue
             laterality = series.get("laterality")
@@ -497,7 +511,7 @@ class Record:
             for cid in self.mappings.concepts_of(report.get("conclusionCode")):
                 item.findings[cid] = "positive"
             texts = [report.get("conclusion")]
-            for form in report.get("presentedForm") or ():
+            for form in as_list(report.get("presentedForm")):
                 if isinstance(form, dict) and str(form.get("contentType", "")).startswith(
                         "text/plain"):
                     texts.append(_decode_attachment(form))
@@ -509,7 +523,7 @@ class Record:
                                 Mention.NEGATED: "negative"}[mention]
                     if _stronger(polarity, item.findings.get(cid)):
                         item.findings[cid] = polarity
-            for ref in report.get("result") or ():
+            for ref in as_list(report.get("result")):
                 _, ident = reference_id(ref)
                 if ident:
                     results_of[f"Observation/{ident}"] = item
@@ -541,7 +555,7 @@ class Record:
                         parent.findings[cid] = polarity
                     continue
                 kind = IMPLIED_MODALITY.get(cid, "foot-radiograph")
-                for derived in obs.get("derivedFrom") or ():
+                for derived in as_list(obs.get("derivedFrom")):
                     dkind, dident = reference_id(derived)
                     if dkind == "ImagingStudy" and dident in self._studies:
                         kind = sorted(self._kinds_of_study(self._studies[dident]) or {kind})[0]
@@ -597,7 +611,7 @@ def _decode_attachment(form: dict[str, Any]) -> str | None:
 
 def _reference_high(obs: dict[str, Any]) -> float | None:
     """The reference range's upper limit in the value's own unit (used by the ALP rule)."""
-    for item in obs.get("referenceRange") or ():
+    for item in as_list(obs.get("referenceRange")):
         if isinstance(item, dict) and isinstance(item.get("high"), dict):
             value = item["high"].get("value")
             if isinstance(value, (int, float)) and not isinstance(value, bool):

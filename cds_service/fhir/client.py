@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -47,6 +48,28 @@ def make_session(pool_size: int = 16) -> requests.Session:
     return session
 
 
+def _read_body(response: requests.Response, until: float) -> bytes:
+    """Read a streamed body, but not past ``until`` (a ``time.monotonic()`` value).
+
+    The read timeout of ``requests`` bounds each socket read, not the whole answer: a server
+    that drips its body a byte at a time would otherwise hold the hook far past its budget.
+    """
+    chunks = []
+    while True:
+        if time.monotonic() > until:
+            raise FhirServerError("FHIR server's answer came too slowly to finish in time")
+        try:
+            chunk = response.raw.read1(65536, decode_content=True)  # gzip is undone here
+        except urllib3.exceptions.ReadTimeoutError:
+            raise FhirServerError("FHIR server stopped sending its answer") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise FhirServerError(f"FHIR server broke off its answer ({type(exc).__name__})"
+                                  ) from None
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 class FhirClient:
     """Fetch from one FHIR base URL until ``deadline`` (a ``time.monotonic()`` value)."""
 
@@ -71,7 +94,8 @@ class FhirClient:
         return f"FhirClient({self._base!r})"
 
     def _get_json(self, url: str) -> dict[str, Any]:
-        remaining = self._deadline - time.monotonic()
+        started = time.monotonic()
+        remaining = self._deadline - started
         if remaining <= 0.05:
             raise FhirServerError("the hook's time budget for FHIR requests is used up")
         timeout = min(self._timeout, remaining)
@@ -79,17 +103,25 @@ class FhirClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            response = self._session.get(url, headers=headers, timeout=(min(3.05, timeout), timeout))
+            response = self._session.get(url, headers=headers, stream=True,
+                                         timeout=(min(3.05, timeout), timeout))
+            with response:
+                if response.status_code == 404 and "?" not in url:
+                    return {}
+                if response.status_code >= 400:
+                    raise FhirServerError(f"FHIR server answered HTTP {response.status_code}")
+                content = _read_body(response, until=started + timeout)
         except requests.Timeout:
             raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s") from None
         except requests.RequestException as exc:
+            # a read timeout with no retries left comes as ConnectionError(MaxRetryError)
+            reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+            if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+                raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s"
+                                      ) from None
             raise FhirServerError(f"FHIR server unreachable ({type(exc).__name__})") from None
-        if response.status_code == 404 and "?" not in url:
-            return {}
-        if response.status_code >= 400:
-            raise FhirServerError(f"FHIR server answered HTTP {response.status_code}")
         try:
-            body = json.loads(response.content)
+            body = json.loads(content)
         except (ValueError, RecursionError):
             raise FhirServerError("FHIR server answered something that is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):

@@ -18,9 +18,10 @@ import logging
 import re
 import time
 from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -32,7 +33,10 @@ from .resources import bundle_resources, next_link
 
 log = logging.getLogger(LOGGER_NAME)
 
+_GRACE = 0.1  # seconds past the deadline for answers already arriving
+
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
+_SEARCH_SPECIAL = re.compile(r"[\\,|$]")  # escaped with a backslash in FHIR search values
 _USER_TOKENS = {
     "userPractitionerId": "Practitioner",
     "userPractitionerRoleId": "PractitionerRole",
@@ -44,10 +48,16 @@ _USER_TOKENS = {
 def render(template: str, context: Mapping[str, Any]) -> str | None:
     """Fill a prefetch template's tokens from the context; ``None`` if a token has no value.
 
+    A context value is one id, never more query or path: it is percent-encoded, and in a
+    search parameter also FHIR-escaped (``\\``, ``,``, ``|``, ``$``). Unescaped, an id like
+    ``"p1,p2"`` searches two patients and ``"p1&code=x"`` changes the query.
+
     Examples:
     - ``render("Patient/{{context.patientId}}", {"patientId": "p1"})`` -> ``"Patient/p1"``
     - ``render("Practitioner/{{userPractitionerId}}", {"userId": "Practitioner/9"})`` ->
       ``"Practitioner/9"``
+    - ``render("Condition?patient={{context.patientId}}", {"patientId": "p1,p2"})`` ->
+      ``"Condition?patient=p1%5C%2Cp2"`` (the server reads ``p1\\,p2``: one literal id)
     """
     missing = False
 
@@ -62,8 +72,11 @@ def render(template: str, context: Mapping[str, Any]) -> str | None:
         if not isinstance(found, str) or not found:
             missing = True
             return ""
-        return found
+        if query_at != -1 and match.start() > query_at:  # a search parameter value
+            found = _SEARCH_SPECIAL.sub(r"\\\g<0>", found)
+        return quote(found, safe="")
 
+    query_at = template.find("?")
     rendered = _TOKEN.sub(value, template)
     return None if missing else rendered
 
@@ -162,20 +175,28 @@ def _fetch_all(
                         deadline=deadline, page_cap=page_cap)
     jobs = {key: (client.fetch, url) for key, url in to_fetch.items()}
     jobs.update({key: (client.continue_paging, bundle) for key, bundle in to_page.items()})
-    with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(4, len(jobs)))
+    try:
         futures = {key: pool.submit(fn, arg) for key, (fn, arg) in jobs.items()}
-        for key, future in futures.items():
-            try:
-                found = future.result()
-            except FhirServerError as exc:
-                if key in to_page:
-                    data.notes[key] = f"only the first page was available: {exc.message}"
-                else:
-                    data.missing[key] = exc.message
-                log_event(log, logging.WARNING, "fhir.fetch_failed", key=key, reason=exc.message)
-                continue
+        # The hook answers by the deadline even if a socket read is still blocked in a worker
+        # (that worker ends by itself: every read has a timeout, the body a time limit).
+        wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + _GRACE)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    for key, future in futures.items():
+        try:
+            if not future.done() or future.cancelled():
+                raise FhirServerError("FHIR server did not answer within the hook's time budget")
+            found = future.result()
+        except FhirServerError as exc:
             if key in to_page:
-                data.resources[key].extend(found)
+                data.notes[key] = f"only the first page was available: {exc.message}"
             else:
-                data.resources[key] = found
-                data.fetched.append(key)
+                data.missing[key] = exc.message
+            log_event(log, logging.WARNING, "fhir.fetch_failed", key=key, reason=exc.message)
+            continue
+        if key in to_page:
+            data.resources[key].extend(found)
+        else:
+            data.resources[key] = found
+            data.fetched.append(key)

@@ -85,13 +85,18 @@ def resource_date(resource: dict[str, Any]) -> datetime | None:
 # Codes and references
 
 
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty list (for iterating fields of any shape)."""
+    return value if isinstance(value, list) else []
+
+
 def codings(concept: Any) -> Iterator[dict[str, Any]]:
     """Yield the well-formed codings of a CodeableConcept (or of a list of them)."""
     concepts = concept if isinstance(concept, list) else [concept]
     for item in concepts:
         if not isinstance(item, dict):
             continue
-        for coding in item.get("coding") or ():
+        for coding in as_list(item.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 yield coding
 
@@ -140,7 +145,7 @@ def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
     if not isinstance(bundle, dict):
         return []
     out = []
-    for entry in bundle.get("entry") or ():
+    for entry in as_list(bundle.get("entry")):
         if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
             if isinstance(entry["resource"].get("resourceType"), str):
                 out.append(entry["resource"])
@@ -149,7 +154,7 @@ def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
 
 def next_link(bundle: dict[str, Any]) -> str | None:
     """Return the URL of a Bundle's ``next`` page, if any."""
-    for link in bundle.get("link") or ():
+    for link in as_list(bundle.get("link")):
         if isinstance(link, dict) and link.get("relation") == "next":
             url = link.get("url")
             if isinstance(url, str) and url:

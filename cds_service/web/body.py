@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import PayloadTooLarge, RequestInvalid, UnsupportedMediaType
 
@@ -24,12 +25,7 @@ def read_json_body(request: Request, max_bytes: int) -> Any:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {shown}", where="header Content-Type"
         )
-    raw = request.stream.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(
-            f"request body is larger than {max_bytes} bytes, the limit of this service",
-            where="body",
-        )
+    raw = _read_at_most(request, max_bytes)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -45,3 +41,24 @@ def read_json_body(request: Request, max_bytes: int) -> Any:
         ) from None
     except RecursionError:
         raise RequestInvalid("request body is nested too deeply", where="body") from None
+
+
+def _read_at_most(request: Request, max_bytes: int) -> bytes:
+    """Read the whole body, but no more than ``max_bytes`` of it.
+
+    Without a Content-Length (chunked upload) one ``read`` may stop early, and werkzeug's own
+    limit stops it exactly at ``MAX_CONTENT_LENGTH``: so read until the end, and take
+    werkzeug's 413 for ours.
+    """
+    too_large = PayloadTooLarge(
+        f"request body is larger than {max_bytes} bytes, the limit of this service", where="body")
+    chunks, total = [], 0
+    try:
+        while chunk := request.stream.read(min(65536, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise too_large
+    except RequestEntityTooLarge:
+        raise too_large from None
+    return b"".join(chunks)
