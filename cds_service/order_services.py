@@ -38,7 +38,7 @@ def make_order_hook(mappings: MappingTable, hook: str):  # type: ignore[no-untyp
         drafts = read_draft_orders(request.context, hook, mappings, request.patient_id)
         if not drafts.checked:
             return []
-        record = Record(data.all(), mappings, now)
+        record = Record(data.all(), mappings, now, request.patient_id)
         if record.amputation is None:
             return []
         assessment = assess(gather(record))

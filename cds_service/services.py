@@ -62,7 +62,7 @@ def unavailable_data(data: ResolvedData) -> dict[str, str]:
 
 def make_patient_view(mappings: MappingTable):  # type: ignore[no-untyped-def]
     def handle(request: HookRequest, data: ResolvedData, now: datetime) -> list[dict[str, Any]]:
-        record = Record(data.all(), mappings, now)
+        record = Record(data.all(), mappings, now, request.patient_id)
         facts = gather(record)
         if not is_relevant(facts):
             return []

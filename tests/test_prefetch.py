@@ -223,3 +223,18 @@ def test_page_cap_stops_endless_paging(httpserver):
     response = client.post("/cds-services/tma-bone-assessment", json=with_server(body, base))
     assert response.status_code == 200
     assert len(httpserver.log) == 3
+
+
+def test_an_oversized_fhir_answer_is_refused(httpserver, monkeypatch):
+    """A page larger than the cap (after decompression) is data the service cannot have."""
+    from cds_service.fhir import client as fhir_client
+
+    monkeypatch.setattr(fhir_client, "MAX_ANSWER_BYTES", 10_000)
+    httpserver.expect_request("/Observation").respond_with_json({
+        "resourceType": "Bundle", "type": "searchset", "entry": [], "padding": "x" * 20_000})
+    client, base = server_app(httpserver)
+    body = full_request(client)
+    del body["prefetch"]["observations"]
+    response = client.post("/cds-services/tma-bone-assessment", json=with_server(body, base))
+    assert response.status_code == 412
+    assert "larger than" in response.get_json()["issue"][0]["diagnostics"]

@@ -411,3 +411,19 @@ def test_relevance_gate_needs_an_amputation_and_a_sign():
         record = base(2000)
         extra(record)
         assert is_relevant(gather(ClinicalRecord(record.resources, MAPPINGS, CLOCK)))
+
+
+def test_resources_about_another_patient_are_ignored_and_noted():
+    """A prefetch or a lenient server that mixes patients must not mix their findings."""
+    record = with_wound()
+    record.lab(*ESR, 95, "mm/h", 2)
+    record.finding("probe-to-bone", "Probe-to-bone", True, 2)
+    record.resources[-1]["subject"] = {"reference": "Patient/someone-else"}
+    clinical = ClinicalRecord(record.resources, MAPPINGS, CLOCK, "p1")
+    result = assess(gather(clinical))
+    assert "OM-2" not in result.rule_ids
+    assert "1 resource(s) about another patient were ignored." in clinical.notes
+    urn = with_wound()
+    urn.finding("probe-to-bone", "Probe-to-bone", True, 2)
+    urn.resources[-1]["subject"] = {"reference": "urn:uuid:1234"}
+    assert "OM-4" in assess(gather(ClinicalRecord(urn.resources, MAPPINGS, CLOCK, "p1"))).rule_ids

@@ -168,9 +168,10 @@ class Record:
     """The usable part of one patient's record, indexed by concept."""
 
     def __init__(self, resources: Iterable[dict[str, Any]], mappings: MappingTable,
-                 now: datetime) -> None:
+                 now: datetime, patient_id: str | None = None) -> None:
         self.mappings = mappings
         self.now = now
+        self.patient_id = patient_id
         self._validator = Validator()
         self.notes: list[str] = self._validator.notes
         self._check = self._validator.ok
@@ -181,6 +182,7 @@ class Record:
         self._reports: list[dict[str, Any]] = []
         self._studies: dict[str, dict[str, Any]] = {}
         self._medication_resources: dict[str, dict[str, Any]] = {}
+        self._dates: dict[int, datetime | None] = {}  # id(resource) -> resource_date
         self._classify(resources)
         self.amputation = self._find_amputation()
         self.imaging = self._read_imaging()
@@ -188,7 +190,11 @@ class Record:
     # ----------------------------------------------------------------- classification
     def _classify(self, resources: Iterable[dict[str, Any]]) -> None:
         pending_meds = []
+        foreign = 0
         for resource in resources:
+            if self.patient_id is not None and _about_another_patient(resource, self.patient_id):
+                foreign += 1
+                continue
             kind = resource.get("resourceType")
             if kind == "Observation":
                 if _status(resource) in USABLE_OBSERVATION:
@@ -218,6 +224,8 @@ class Record:
         for request in pending_meds:
             for cid in self.medication_concepts(request):
                 self._medications[cid].append(request)
+        if foreign:
+            self.notes.append(f"{foreign} resource(s) about another patient were ignored.")
 
     def medication_concepts(self, request: dict[str, Any]) -> set[str]:
         """Concepts of a MedicationRequest, from its code or its (contained) Medication."""
@@ -236,6 +244,13 @@ class Record:
         return found
 
     # ----------------------------------------------------------------- time helpers
+    def _date(self, resource: dict[str, Any]) -> datetime | None:
+        """``resource_date``, read once per resource (several rules ask for the same labs)."""
+        key = id(resource)  # the record holds every resource it classified: ids stay unique
+        if key not in self._dates:
+            self._dates[key] = resource_date(resource)
+        return self._dates[key]
+
     def days_ago(self, when: datetime | None) -> float | None:
         return None if when is None else (self.now - when) / timedelta(days=1)
 
@@ -295,7 +310,7 @@ class Record:
         target = self.mappings.concepts[concept].unit or ""
         out = []
         for obs in self._observations.get(concept, ()):
-            when = resource_date(obs)
+            when = self._date(obs)
             if days is not None and not self.within(when, days):
                 continue
             quantity = obs.get("valueQuantity")
@@ -328,7 +343,7 @@ class Record:
         """Coded results (positive / negative) of a concept, newest first."""
         out = []
         for obs in self._observations.get(concept, ()):
-            when = resource_date(obs)
+            when = self._date(obs)
             if days is not None and not self.within(when, days):
                 continue
             polarity = self._polarity(concept, obs)
@@ -589,6 +604,19 @@ class Record:
                                    + ("reported as possible" if polarity == "uncertain"
                                       else "reported")))
         return out
+
+
+def _about_another_patient(resource: dict[str, Any], patient_id: str) -> bool:
+    """True when ``subject``/``patient`` names a Patient other than the hook's patient.
+
+    References that do not name a Patient by id (``urn:uuid:``, contained, missing) never
+    exclude: a prefetch or a server may use them for the same patient.
+    """
+    for key in ("subject", "patient"):
+        kind, ident = reference_id(resource.get(key))
+        if kind == "Patient" and ident is not None and ident != patient_id:
+            return True
+    return False
 
 
 def _stronger(new: str, old: str | None) -> bool:

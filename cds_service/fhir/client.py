@@ -23,6 +23,9 @@ from ..errors import FhirServerError
 from .resources import bundle_resources, next_link
 
 ACCEPT = "application/fhir+json, application/json;q=0.9"
+# One answer (a page) larger than this, after decompression, is refused: a hostile or broken
+# server (a gzip bomb) must not exhaust the worker's memory within the time budget.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
 
 
 def make_session(pool_size: int = 16) -> requests.Session:
@@ -55,6 +58,7 @@ def _read_body(response: requests.Response, until: float) -> bytes:
     that drips its body a byte at a time would otherwise hold the hook far past its budget.
     """
     chunks = []
+    size = 0
     while True:
         if time.monotonic() > until:
             raise FhirServerError("FHIR server's answer came too slowly to finish in time")
@@ -67,6 +71,9 @@ def _read_body(response: requests.Response, until: float) -> bytes:
                                   ) from None
         if not chunk:
             return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise FhirServerError(f"FHIR server's answer is larger than {MAX_ANSWER_BYTES} bytes")
         chunks.append(chunk)
 
 
