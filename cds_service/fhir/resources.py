@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 _DATE = re.compile(
@@ -34,6 +35,11 @@ def parse_datetime(value: Any) -> datetime | None:
     """
     if not isinstance(value, str):
         return None
+    return _parse_datetime_text(value)
+
+
+@lru_cache(maxsize=8192)  # a record's dates are read by several rules; datetimes are immutable
+def _parse_datetime_text(value: str) -> datetime | None:
     match = _DATE.match(value.strip())
     if not match:
         return None
@@ -107,9 +113,16 @@ def coding_keys(concept: Any) -> Iterator[str]:
     Examples: ``{"coding": [{"system": "http://loinc.org", "code": "4537-7"}]}`` ->
     ``"http://loinc.org|4537-7"``.
     """
-    for coding in codings(concept):
-        system = coding.get("system")
-        yield f"{system if isinstance(system, str) else ''}|{coding['code'].strip()}"
+    # codings() inlined: this runs for every coding of every resource classified.
+    for item in concept if isinstance(concept, list) else (concept,):
+        if not isinstance(item, dict):
+            continue
+        for coding in as_list(item.get("coding")):
+            if isinstance(coding, dict):
+                code = coding.get("code")
+                if isinstance(code, str):
+                    system = coding.get("system")
+                    yield f"{system if isinstance(system, str) else ''}|{code.strip()}"
 
 
 def reference_id(reference: Any) -> tuple[str | None, str | None]:
