@@ -8,7 +8,7 @@ fhir.resources has no R4 package, and R4B models accept R4 JSON for the resource
 Verdicts are remembered per worker process, keyed by a keyed BLAKE2b digest of the resource's
 JSON text (no clinical content is kept, only 16-byte digests and the reason strings): an EHR sends
 the same labs and reports again each time a chart is opened, and validating one resource costs
-about 100 µs while computing its digest costs about 10 µs. Validation is a pure function of the
+about 100 µs while computing its digest costs about 2 µs. Validation is a pure function of the
 resource, so a remembered verdict is the verdict.
 """
 
@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 
 CACHE_SIZE = 20_000  # verdicts per process (about 3 MB)
@@ -64,13 +65,23 @@ def _problem(resource: dict[str, Any]) -> str | None:
 
 
 def _digest(resource: dict[str, Any]) -> bytes | None:
-    """A digest of the resource as JSON (None when it is not JSON data: then no caching)."""
+    """A digest of the resource as JSON (None when it is not JSON data: then no caching).
+
+    ``orjson.dumps`` takes ~0.6 µs for a lab Observation, ``json.dumps`` ~10 µs. orjson writes
+    NaN and Infinity as ``null``, so any text with ``null`` in it is made by ``json.dumps``
+    instead; the two kinds of text are tagged apart before hashing.
+    """
     try:
-        text = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError):
+        text = b"o" + orjson.dumps(resource)
+    except TypeError:  # orjson.JSONEncodeError: non-string keys, integers beyond 64 bits, ...
         return None
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16,
-                           key=_DIGEST_KEY).digest()
+    if b"null" in text:
+        try:
+            text = b"j" + json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode(
+                "utf-8", "surrogatepass")
+        except (TypeError, ValueError, RecursionError):
+            return None
+    return hashlib.blake2b(text, digest_size=16, key=_DIGEST_KEY).digest()
 
 
 def problem(resource: dict[str, Any]) -> str | None:
