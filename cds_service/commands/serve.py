@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
         create_app().run(host=args.host, port=args.port, use_reloader=True)
         return 0
     timeout = max(30, int(4 * float(os.environ.get("CDS_FHIR_TIMEOUT", "5"))))
+    # One pseudonym key for every worker of this server, so a patient hashes alike in all of
+    # them (set CDS_LOG_HASH_KEY to keep it across restarts too).
+    os.environ.setdefault("CDS_LOG_HASH_KEY", secrets.token_hex(32))
     create_app()  # fail fast, in the parent, on broken configuration or mappings
     serve_with_gunicorn(worker_app, gunicorn_options(args.host, args.port, args.workers,
                                                      args.threads, timeout))
