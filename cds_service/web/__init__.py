@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from ..runtime import Runtime
-from . import cors, error_handlers, feedback, guards, routes
+from . import body, cors, error_handlers, feedback, guards, routes
 
 
 def init_app(app: Flask, rt: Runtime) -> None:
@@ -17,3 +17,4 @@ def init_app(app: Flask, rt: Runtime) -> None:
     app.register_blueprint(routes.bp)
     app.register_blueprint(feedback.bp)
     error_handlers.init_app(app)
+    body.init_app(app)
