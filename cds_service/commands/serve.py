@@ -37,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def worker_app() -> Any:
-    """The app of one gunicorn worker, with the start-up heap frozen (see ``app``)."""
-    from ..app import create_app, freeze_startup_heap
+    """The app of one gunicorn worker, with the start-up heap frozen and large buffers given
+    back when freed (see ``app``)."""
+    from ..app import create_app, freeze_startup_heap, release_large_buffers
 
+    release_large_buffers()
     app = create_app()
     freeze_startup_heap()
     return app
