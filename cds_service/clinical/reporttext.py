@@ -86,8 +86,12 @@ def _find(tokens: list[str], phrase: tuple[str, ...]) -> list[int]:
 def _cue_before(tokens: list[str], start: int, cues: tuple[tuple[str, ...], ...],
                 breakers: frozenset[str]) -> bool:
     lo = max(0, start - WINDOW - 3)
+    window = tokens[lo:start]
+    present = set(window)
     for cue in cues:
-        for pos in _find(tokens[lo:start], cue):
+        if cue[0] not in present:  # cannot occur in the window
+            continue
+        for pos in _find(window, cue):
             cue_end = lo + pos + len(cue)
             between = tokens[cue_end:start]
             if len(between) <= WINDOW and not breakers.intersection(between):
@@ -98,8 +102,12 @@ def _cue_before(tokens: list[str], start: int, cues: tuple[tuple[str, ...], ...]
 def _cue_after(tokens: list[str], end: int, cues: tuple[tuple[str, ...], ...],
                breakers: frozenset[str]) -> bool:
     hi = min(len(tokens), end + WINDOW + 3)
+    window = tokens[end:hi]
+    present = set(window)
     for cue in cues:
-        for pos in _find(tokens[end:hi], cue):
+        if cue[0] not in present:  # cannot occur in the window
+            continue
+        for pos in _find(window, cue):
             between = tokens[end:end + pos]
             if len(between) <= WINDOW and not breakers.intersection(between):
                 return True
