@@ -135,7 +135,11 @@ def reference_id(reference: Any) -> tuple[str | None, str | None]:
     """
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None, None
-    text = reference["reference"]
+    return _split_reference(reference["reference"])
+
+
+@lru_cache(maxsize=4096)  # every resource names the same patient: split that reference once
+def _split_reference(text: str) -> tuple[str | None, str | None]:
     if text.startswith(("urn:", "#")):
         return None, text
     parts = text.split("/_history/")[0].rstrip("/").split("/")
@@ -157,12 +161,9 @@ def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
     """Return the resources of a Bundle's entries (skipping malformed entries)."""
     if not isinstance(bundle, dict):
         return []
-    out = []
-    for entry in as_list(bundle.get("entry")):
-        if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-            if isinstance(entry["resource"].get("resourceType"), str):
-                out.append(entry["resource"])
-    return out
+    return [resource for entry in as_list(bundle.get("entry"))
+            if isinstance(entry, dict) and isinstance(resource := entry.get("resource"), dict)
+            and isinstance(resource.get("resourceType"), str)]
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
