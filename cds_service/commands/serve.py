@@ -37,11 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def worker_app() -> Any:
-    """The app of one gunicorn worker, with the start-up heap frozen and large buffers given
-    back when freed (see ``app``)."""
-    from ..app import create_app, freeze_startup_heap, release_large_buffers
+    """The app of one gunicorn worker: one malloc arena, start-up heap frozen (see ``app``)."""
+    from ..app import create_app, freeze_startup_heap, share_one_malloc_arena
 
-    release_large_buffers()
+    share_one_malloc_arena()
     app = create_app()
     freeze_startup_heap()
     return app
