@@ -176,6 +176,7 @@ class Record:
         self.notes: list[str] = self._validator.notes
         self._check = self._validator.ok
         self._observations: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._sorted: dict[str, list[tuple[datetime | None, dict[str, Any]]]] = {}
         self._conditions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._procedures: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._medications: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -191,16 +192,28 @@ class Record:
     def _classify(self, resources: Iterable[dict[str, Any]]) -> None:
         pending_meds = []
         foreign = 0
-        for resource in resources:
-            if self.patient_id is not None and _about_another_patient(resource, self.patient_id):
+        patient_id = self.patient_id
+
+        def mine(resource: dict[str, Any]) -> bool:
+            # checked only for resources that are kept: a record may hold thousands of others
+            nonlocal foreign
+            if patient_id is not None and _about_another_patient(resource, patient_id):
                 foreign += 1
-                continue
+                return False
+            return True
+
+        for resource in resources:
             kind = resource.get("resourceType")
             if kind == "Observation":
                 if _status(resource) in USABLE_OBSERVATION:
-                    for cid in self.mappings.concepts_of(resource.get("code")):
-                        self._observations[cid].append(resource)
-            elif kind == "Condition":
+                    concepts = self.mappings.concepts_of(resource.get("code"))
+                    if concepts and mine(resource):
+                        for cid in concepts:
+                            self._observations[cid].append(resource)
+                continue
+            if not mine(resource):
+                continue
+            if kind == "Condition":
                 verification = set(c.split("|", 1)[1] for c in coding_keys(
                     resource.get("verificationStatus")))
                 if not verification & EXCLUDED_VERIFICATION:
@@ -305,39 +318,63 @@ class Record:
     def _usable(self, resource: dict[str, Any]) -> bool:
         return self.same_side(side_of(resource)) and self._check(resource)
 
+    def _newest_first(self, concept: str) -> list[tuple[datetime | None, dict[str, Any]]]:
+        """The concept's Observations with their dates, newest first (undated last); cached."""
+        cached = self._sorted.get(concept)
+        if cached is None:
+            dated = [(self._date(obs), obs) for obs in self._observations.get(concept, ())]
+            oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
+            dated.sort(key=lambda item: item[0] or oldest, reverse=True)
+            cached = self._sorted[concept] = dated
+        return cached
+
+    def _quantity(self, concept: str, when: datetime | None,
+                  obs: dict[str, Any]) -> Finding | None:
+        """One Observation's value converted to the concept's unit, or None (noted when the
+        unit cannot be converted)."""
+        quantity = obs.get("valueQuantity")
+        if not isinstance(quantity, dict):
+            return None
+        raw = quantity.get("value")
+        if not isinstance(raw, (int, float)) or isinstance(raw, bool) or not self._usable(obs):
+            return None
+        target = self.mappings.concepts[concept].unit or ""
+        unit = quantity.get("code") or quantity.get("unit")
+        try:
+            value = units.convert(float(raw), unit, target, concept)
+        except units.UnitError:
+            note = (f"{_ref(obs)} ({self.mappings.label(concept)}): unit {unit or 'missing'} "
+                    f"cannot be converted to {target}; value not used")
+            if note not in self.notes:
+                self.notes.append(note)
+            return None
+        return Finding(concept, self.mappings.label(concept), _ref(obs), when, value=value,
+                       unit=target, high=_reference_high(obs))
+
+    def _in_window(self, concept: str, days: float | None):  # type: ignore[no-untyped-def]
+        """Yield (date, Observation) of a concept within ``days``, newest first."""
+        for when, obs in self._newest_first(concept):
+            if days is None:
+                yield when, obs
+                continue
+            ago = self.days_ago(when)
+            if ago is None or ago > days:
+                return  # sorted newest first: everything after is older or undated
+            if ago >= -1:
+                yield when, obs
+
     def quantities(self, concept: str, days: float | None = None) -> list[Finding]:
         """Converted quantity findings of a concept, newest first, optionally within ``days``."""
-        target = self.mappings.concepts[concept].unit or ""
-        out = []
-        for obs in self._observations.get(concept, ()):
-            when = self._date(obs)
-            if days is not None and not self.within(when, days):
-                continue
-            quantity = obs.get("valueQuantity")
-            if not isinstance(quantity, dict) or not isinstance(quantity.get("value"),
-                                                                (int, float)):
-                continue
-            if isinstance(quantity.get("value"), bool) or not self._usable(obs):
-                continue
-            unit = quantity.get("code") or quantity.get("unit")
-            try:
-                value = units.convert(float(quantity["value"]), unit, target, concept)
-            except units.UnitError:
-                note = (f"{_ref(obs)} ({self.mappings.label(concept)}): unit {unit or 'missing'} "
-                        f"cannot be converted to {target}; value not used")
-                if note not in self.notes:
-                    self.notes.append(note)
-                continue
-            out.append(Finding(concept, self.mappings.label(concept), _ref(obs), when,
-                               value=value, unit=target, high=_reference_high(obs)))
-        out.sort(key=lambda f: f.when or datetime.min.replace(tzinfo=self.now.tzinfo),
-                 reverse=True)
-        return out
+        return [f for when, obs in self._in_window(concept, days)
+                if (f := self._quantity(concept, when, obs)) is not None]
 
     def latest(self, concept: str, days: float) -> Finding | None:
         """The most recent usable value of a concept within ``days`` (clinical-rules.md §2)."""
-        found = self.quantities(concept, days)
-        return found[0] if found else None
+        for when, obs in self._in_window(concept, days):
+            found = self._quantity(concept, when, obs)
+            if found is not None:
+                return found
+        return None
 
     def coded(self, concept: str, days: float | None = None) -> list[Finding]:
         """Coded results (positive / negative) of a concept, newest first."""
@@ -613,7 +650,10 @@ def _about_another_patient(resource: dict[str, Any], patient_id: str) -> bool:
     exclude: a prefetch or a server may use them for the same patient.
     """
     for key in ("subject", "patient"):
-        kind, ident = reference_id(resource.get(key))
+        value = resource.get(key)
+        if isinstance(value, dict) and value.get("reference") == f"Patient/{patient_id}":
+            return False  # the common case, without parsing the reference
+        kind, ident = reference_id(value)
         if kind == "Patient" and ident is not None and ident != patient_id:
             return True
     return False

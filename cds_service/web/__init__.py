@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from ..runtime import Runtime
 from . import body, cors, error_handlers, feedback, guards, routes
 
 
+class FastJSONProvider(DefaultJSONProvider):
+    """Responses serialised with orjson (measured faster for card lists), keys in build order."""
+
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        try:
+            return orjson.dumps(obj).decode()
+        except TypeError:  # a type orjson does not know: Flask's own encoder
+            return super().dumps(obj, **kwargs)
+
+
 def init_app(app: Flask, rt: Runtime) -> None:
     """Register CORS, authentication, routes and error handlers on ``app``."""
     app.extensions["cds_service"] = rt
+    app.json = FastJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
     cors.init_app(app, rt.settings.cors_origins)
     guards.init_app(app)

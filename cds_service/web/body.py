@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
+
+import orjson
 
 from flask import Flask, Request, current_app, g
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -90,14 +91,13 @@ def read_json_body(request: Request, max_bytes: int) -> Any:
             f"request body is not UTF-8 (byte {exc.start} is invalid)", where="body"
         ) from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RequestInvalid(
-            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            where="body",
-        ) from None
-    except RecursionError:
-        raise RequestInvalid("request body is nested too deeply", where="body") from None
+        # orjson: strict JSON (no NaN, no lone surrogates), nesting capped at 1,024 levels, and
+        # about half the time of json.loads on a prefetch (make bench).
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        reason = "nested too deeply" if "depth" in exc.msg.lower() else \
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise RequestInvalid(f"request body is {reason}", where="body") from None
 
 
 def _read_at_most(request: Request, max_bytes: int) -> bytes:
