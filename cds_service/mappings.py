@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MappingError
-from .fhir.resources import coding_keys
 
 TEXT_FILE = "report-text.toml"
 TEXT_KEYS = ("negation", "post_negation", "uncertainty", "scope_breakers")
@@ -85,8 +84,32 @@ class MappingTable:
         return found
 
     def concepts_of(self, codeable: Any) -> set[str]:
-        """Return the concept ids a CodeableConcept (or list of them) maps to."""
-        return {cid for key in coding_keys(codeable) if (cid := self.concept_of_key(key))}
+        """Return the concept ids a CodeableConcept (or list of them) maps to.
+
+        The hot path of classifying a record: one loop over the codings, memoised look-ups,
+        and the same keys as :func:`~cds_service.fhir.resources.coding_keys`.
+        """
+        items = codeable if isinstance(codeable, list) else (codeable,)
+        found: set[str] = set()
+        memo = self._memo
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            codings = item.get("coding")
+            if not isinstance(codings, list):
+                continue
+            for coding in codings:
+                if not isinstance(coding, dict):
+                    continue
+                code = coding.get("code")
+                if not isinstance(code, str):
+                    continue
+                system = coding.get("system")
+                key = f"{system if isinstance(system, str) else ''}|{code.strip()}"
+                cid = memo[key] if key in memo else self.concept_of_key(key)
+                if cid:
+                    found.add(cid)
+        return found
 
     def concept_of_modality(self, modality: str) -> str | None:
         return self._by_modality.get(modality)
