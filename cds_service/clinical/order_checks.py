@@ -32,14 +32,31 @@ from collections.abc import Sequence
 from ..cards import Action, CardSpec, Suggestion
 from . import facts as th
 from .draft_orders import DraftOrder, DraftOrders
-from .gates import NSAID_MEDICATION_GATES, mg, nsaid_gate_failures, vancomycin_dose, \
-    vancomycin_missing
+from .gates import (
+    NSAID_MEDICATION_GATES,
+    mg,
+    nsaid_gate_failures,
+    vancomycin_dose,
+    vancomycin_missing,
+)
 from .nexttests import t_bx, t_scan_ho
 from .orders import ORDERABLES, service_request
 from .rules import Assessment
 from .sources import (
-    ACR_2019, BUTALIA_2008, DINH_2008, GADOLINIUM, HIP_HO_REVIEW, IWGDF_2023, IWGDF_SEVERITY,
-    JFAS_2015, JFAS_2016, OPENFDA_NSAID, ORZEL_1985, PRIOR_ANTIBIOTICS, RYBAK_2020, SVS_2016,
+    ACR_2019,
+    BUTALIA_2008,
+    DINH_2008,
+    GADOLINIUM,
+    HIP_HO_REVIEW,
+    IWGDF_2023,
+    IWGDF_SEVERITY,
+    JFAS_2015,
+    JFAS_2016,
+    OPENFDA_NSAID,
+    ORZEL_1985,
+    PRIOR_ANTIBIOTICS,
+    RYBAK_2020,
+    SVS_2016,
 )
 
 KIND = "order-check"

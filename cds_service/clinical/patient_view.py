@@ -14,9 +14,21 @@ from .orders import indomethacin_request
 from .record import Finding
 from .rules import Assessment
 from .sources import (
-    BUTALIA_2008, CRP_KINETICS, GADOLINIUM, GENTILI_REVIEW, HIP_HO_REVIEW, IWGDF_2023,
-    IWGDF_SEVERITY, JFAS_2015, JFAS_2016, KAVANAGH, OPENFDA_NSAID, ORZEL_1985, PRIOR_ANTIBIOTICS,
-    RYBAK_2020, Source,
+    BUTALIA_2008,
+    CRP_KINETICS,
+    GADOLINIUM,
+    GENTILI_REVIEW,
+    HIP_HO_REVIEW,
+    IWGDF_2023,
+    IWGDF_SEVERITY,
+    JFAS_2015,
+    JFAS_2016,
+    KAVANAGH,
+    OPENFDA_NSAID,
+    ORZEL_1985,
+    PRIOR_ANTIBIOTICS,
+    RYBAK_2020,
+    Source,
 )
 
 DISCLAIMER = ("*Decision support, not a diagnosis: weigh it against the examination and local "

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import units
 from ..fhir.resources import (
     as_list,
     coding_keys,
@@ -23,12 +24,13 @@ from ..fhir.resources import (
     resource_date,
 )
 from ..mappings import MappingTable
-from .. import units
+from .finding import Finding
+from .finding import ref as _ref
+from .imaging import IMAGING_KINDS, ImagingMixin, ImagingReport
+from .laterality import SNOMED, side_of
 from .validation import Validator
 
-SNOMED = "http://snomed.info/sct"
-ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-ICD10PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
+__all__ = ["IMAGING_KINDS", "Amputation", "Finding", "ImagingReport", "Record", "side_of"]
 
 USABLE_OBSERVATION = {"final", "amended", "corrected", "preliminary"}
 USABLE_REPORT = {"final", "amended", "corrected", "preliminary"}
@@ -38,54 +40,7 @@ POSITIVE_CODES = {"10828004", "52101004"}  # SNOMED Positive, Present (clinical-
 NEGATIVE_CODES = {"260385009", "2667000"}  # SNOMED Negative, Absent
 POSITIVE_FLAGS = {"POS", "A", "H", "HH"}
 NEGATIVE_FLAGS = {"NEG", "N"}
-LEFT_CODES = {"22335008", "7771000"}  # left foot structure; left (qualifier)
-RIGHT_CODES = {"7769000", "24028007"}  # right foot structure; right (qualifier)
 CULTURES = {"bone-culture", "blood-culture"}
-MODALITY_KIND = {"DX": "foot-radiograph", "CR": "foot-radiograph", "MR": "foot-mri",
-                 "CT": "foot-ct", "NM": "three-phase-bone-scan", "PT": "fdg-pet"}
-IMAGING_KINDS = ("foot-radiograph", "foot-mri", "foot-ct", "three-phase-bone-scan",
-                 "leukocyte-scan", "fdg-pet")
-# A structured imaging finding charted without a link to its report implies its modality.
-IMPLIED_MODALITY = {
-    "confluent-marrow-replacement": "foot-mri", "normal-marrow": "foot-mri",
-    "bone-scan-phase1-increased": "three-phase-bone-scan",
-    "bone-scan-phase2-increased": "three-phase-bone-scan",
-    "bone-scan-phase3-increased": "three-phase-bone-scan",
-    "leukocyte-scan-positive": "leukocyte-scan", "pet-positive": "fdg-pet",
-}
-
-
-UNIT_DISPLAY = {"mL/min/{1.73_m2}": "mL/min/1.73 m²", "10*9/L": "×10⁹/L", "Cel": "°C",
-                "cm2": "cm²"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One fact read from one resource; ``ref`` is that resource (``Observation/123``)."""
-
-    concept: str
-    label: str
-    ref: str
-    when: datetime | None
-    value: float | None = None
-    unit: str | None = None
-    polarity: str | None = None  # positive | negative | uncertain (coded results, imaging)
-    modality: str | None = None  # imaging kind concept for imaging findings
-    text: str | None = None  # how to show the value when it is not a number
-    high: float | None = None  # the Observation's referenceRange.high, converted (ALP rule)
-
-    def shown_value(self) -> str:
-        if self.value is not None:
-            number = f"{self.value:.1f}".rstrip("0").rstrip(".")
-            unit = UNIT_DISPLAY.get(self.unit or "", self.unit or "")
-            return f"{number} {unit}".strip()
-        if self.text:
-            return self.text
-        if self.polarity == "uncertain":
-            return "reported as possible"
-        return self.polarity or "present"
-
-
 @dataclass(frozen=True)
 class Amputation:
     ref: str
@@ -94,64 +49,10 @@ class Amputation:
     side: str | None
 
 
-@dataclass
-class ImagingReport:
-    """A foot imaging report or study: kind, date, side, and the findings it reports."""
-
-    ref: str
-    kind: str
-    when: datetime | None
-    side: str | None
-    has_report: bool
-    findings: dict[str, str] = field(default_factory=dict)  # concept -> polarity
-
-
-def _side_from_codes(concept: Any) -> str | None:
-    for coding in codings(concept):
-        code = str(coding["code"]).strip().upper()
-        system = coding.get("system")
-        if system == SNOMED:
-            if code in LEFT_CODES:
-                return "left"
-            if code in RIGHT_CODES:
-                return "right"
-        elif system == ICD10CM:
-            # Z89.4x1 right / Z89.4x2 left; M86.x7x and M61.x7x: 6th character 1 right, 2 left.
-            if code.startswith("Z89.4") and len(code) == 7:
-                return {"1": "right", "2": "left"}.get(code[-1])
-            if code[:3] in ("M86", "M61") and len(code) >= 7 and code[5] == "7":
-                return {"1": "right", "2": "left"}.get(code[6])
-            if code[:5] in ("L97.4", "L97.5") and len(code) >= 6:  # L97.41x right, L97.42x left
-                return {"1": "right", "2": "left"}.get(code[5])
-        elif system == ICD10PCS and len(code) >= 4 and code.startswith("0Y6"):
-            return {"M": "right", "N": "left"}.get(code[3])
-    return None
-
-
-def _side_from_text(text: Any) -> str | None:
-    if not isinstance(text, str):
-        return None
-    words = set(text.lower().replace(",", " ").replace("/", " ").split())
-    if "left" in words and "right" not in words:
-        return "left"
-    if "right" in words and "left" not in words:
-        return "right"
-    return None
-
-
-def side_of(resource: dict[str, Any]) -> str | None:
-    """Return the laterality a resource states in its ``bodySite`` or ``code`` (None if unknown)."""
-    return _side_from_codes(resource.get("bodySite")) or _side_from_codes(resource.get("code"))
-
-
 def _status(resource: dict[str, Any]) -> str | None:
     """A resource's ``status`` when it is a string (anything else is no status)."""
     status = resource.get("status")
     return status if isinstance(status, str) else None
-
-
-def _ref(resource: dict[str, Any]) -> str:
-    return f"{resource.get('resourceType')}/{resource.get('id', '?')}"
 
 
 def _code_text(concept: Any) -> str | None:
@@ -164,7 +65,7 @@ def _code_text(concept: Any) -> str | None:
     return None
 
 
-class Record:
+class Record(ImagingMixin):
     """The usable part of one patient's record, indexed by concept."""
 
     def __init__(self, resources: Iterable[dict[str, Any]], mappings: MappingTable,
@@ -496,153 +397,6 @@ class Record:
         return out
 
     # ----------------------------------------------------------------- imaging
-    def _kind_of_report(self, report: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
-        kinds = self.mappings.concepts_of(report.get("code")) & set(IMAGING_KINDS)
-        study = None
-        for ref in as_list(report.get("imagingStudy")):
-            _, ident = reference_id(ref)
-            if ident in self._studies:
-                study = self._studies[ident]
-        if not kinds and study is not None:
-            kinds = self._kinds_of_study(study)
-        return (sorted(kinds)[0] if kinds else None), study
-
-    def _kinds_of_study(self, study: dict[str, Any]) -> set[str]:
-        kinds = self.mappings.concepts_of(study.get("procedureCode")) & set(IMAGING_KINDS)
-        if not kinds:
-            modalities = [m.get("code") for m in as_list(study.get("modality"))
-                          if isinstance(m, dict)]
-            for series in as_list(study.get("series")):
-                if isinstance(series, dict) and isinstance(series.get("modality"), dict):
-                    modalities.append(series["modality"].get("code"))
-            for modality in modalities:
-                kind = self.mappings.concept_of_modality(str(modality)) or MODALITY_KIND.get(
-                    str(modality))
-                if kind:
-                    kinds.add(kind)
-        return kinds
-
-    @staticmethod
-    def _study_side(study: dict[str, Any]) -> str | None:
-        for series in as_list(study.get("series")):
-            if not isinstance(series, dict):
-                continue
-            laterality = series.get("laterality")
-            if isinstance(laterality, dict):
-                code = str(laterality.get("code", "")).upper()
-                side = {"L": "left", "R": "right"}.get(code) or _side_from_codes(
-                    {"coding": [laterality]})
-                if side:
-                    return side
-            side = _side_from_codes({"coding": [series.get("bodySite")]}) if isinstance(
-                series.get("bodySite"), dict) else None
-            if side:
-                return side
-        return None
-
-    def _read_imaging(self) -> list[ImagingReport]:
-        from .reporttext import CuePhrases, Mention, read_mentions
-
-        cues = CuePhrases.build(self.mappings.text.negation, self.mappings.text.post_negation,
-                                self.mappings.text.uncertainty, self.mappings.text.scope_breakers)
-        phrases = {cid: c.phrases for cid, c in self.mappings.concepts.items() if c.phrases}
-        reports: list[ImagingReport] = []
-        reported_studies = set()
-        results_of: dict[str, ImagingReport] = {}
-        for report in self._reports:
-            kind, study = self._kind_of_report(report)
-            if kind is None or not self._check(report):
-                continue
-            side = (self._study_side(study) if study else None) or side_of(report) or \
-                _side_from_text((report.get("code") or {}).get("text"))
-            if not self.same_side(side):
-                continue
-            if study is not None:
-                reported_studies.add(str(study.get("id")))
-            item = ImagingReport(_ref(report), kind, resource_date(report), side, True)
-            for cid in self.mappings.concepts_of(report.get("conclusionCode")):
-                item.findings[cid] = "positive"
-            texts = [report.get("conclusion")]
-            for form in as_list(report.get("presentedForm")):
-                if isinstance(form, dict) and str(form.get("contentType", "")).startswith(
-                        "text/plain"):
-                    texts.append(_decode_attachment(form))
-            for text in texts:
-                if not isinstance(text, str) or not text:
-                    continue
-                for cid, mention in read_mentions(text, phrases, cues).items():
-                    polarity = {Mention.PRESENT: "positive", Mention.UNCERTAIN: "uncertain",
-                                Mention.NEGATED: "negative"}[mention]
-                    if _stronger(polarity, item.findings.get(cid)):
-                        item.findings[cid] = polarity
-            for ref in as_list(report.get("result")):
-                _, ident = reference_id(ref)
-                if ident:
-                    results_of[f"Observation/{ident}"] = item
-            reports.append(item)
-        for ident, study in self._studies.items():
-            if ident in reported_studies:
-                continue
-            side = self._study_side(study)
-            kinds = self._kinds_of_study(study)
-            if not kinds or not self.same_side(side) or not self._check(study):
-                continue
-            reports.append(ImagingReport(_ref(study), sorted(kinds)[0], resource_date(study),
-                                         side, False))
-        self._add_finding_observations(reports, results_of)
-        return reports
-
-    def _add_finding_observations(self, reports: list[ImagingReport],
-                                  results_of: dict[str, ImagingReport]) -> None:
-        finding_ids = {cid for cid, c in self.mappings.concepts.items() if c.phrases}
-        for cid in finding_ids:
-            for obs in self._observations.get(cid, ()):
-                polarity = self._polarity(cid, obs)
-                if polarity is None or not self._usable(obs):
-                    continue
-                ref = _ref(obs)
-                parent = results_of.get(ref)
-                if parent is not None:
-                    if _stronger(polarity, parent.findings.get(cid)):
-                        parent.findings[cid] = polarity
-                    continue
-                kind = IMPLIED_MODALITY.get(cid, "foot-radiograph")
-                for derived in as_list(obs.get("derivedFrom")):
-                    dkind, dident = reference_id(derived)
-                    if dkind == "ImagingStudy" and dident in self._studies:
-                        kind = sorted(self._kinds_of_study(self._studies[dident]) or {kind})[0]
-                reports.append(ImagingReport(ref, kind, resource_date(obs), side_of(obs), True,
-                                             {cid: polarity}))
-
-    def imaging_reports(self, kinds: Iterable[str], days: float | None = None,
-                        min_days_after_amputation: float | None = None,
-                        reported_only: bool = False) -> list[ImagingReport]:
-        """Same-side imaging of the given kinds, newest first."""
-        wanted = set(kinds)
-        out = [r for r in self.imaging if r.kind in wanted
-               and (days is None or self.within(r.when, days))
-               and (min_days_after_amputation is None
-                    or self.after_amputation(r.when, min_days_after_amputation))
-               and (r.has_report or not reported_only)]
-        out.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=self.now.tzinfo),
-                 reverse=True)
-        return out
-
-    def imaging_findings(self, concept: str, kinds: Iterable[str], days: float | None = None,
-                         min_days_after_amputation: float | None = None) -> list[Finding]:
-        """Positive or uncertain imaging findings of ``concept`` on the given kinds of imaging."""
-        out = []
-        for report in self.imaging_reports(kinds, days, min_days_after_amputation):
-            polarity = report.findings.get(concept)
-            if polarity in ("positive", "uncertain"):
-                out.append(Finding(concept, self.mappings.label(concept), report.ref,
-                                   report.when, polarity=polarity, modality=report.kind,
-                                   text=f"{self.mappings.label(report.kind)}: "
-                                   + ("reported as possible" if polarity == "uncertain"
-                                      else "reported")))
-        return out
-
-
 def _about_another_patient(resource: dict[str, Any], patient_id: str) -> bool:
     """True when ``subject``/``patient`` names a Patient other than the hook's patient.
 
@@ -657,24 +411,6 @@ def _about_another_patient(resource: dict[str, Any], patient_id: str) -> bool:
         if kind == "Patient" and ident is not None and ident != patient_id:
             return True
     return False
-
-
-def _stronger(new: str, old: str | None) -> bool:
-    rank = {"positive": 3, "uncertain": 2, "negative": 1}
-    return rank[new] > rank.get(old or "", 0)
-
-
-def _decode_attachment(form: dict[str, Any]) -> str | None:
-    import base64
-    import binascii
-
-    data = form.get("data")
-    if not isinstance(data, str):
-        return None
-    try:
-        return base64.b64decode(data, validate=False).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        return None
 
 
 def _reference_high(obs: dict[str, Any]) -> float | None:

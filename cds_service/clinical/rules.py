@@ -13,8 +13,19 @@ from . import facts as th
 from .facts import XR_CT_MRI, Facts
 from .record import Finding
 from .sources import (
-    BUTALIA_2008, CRP_KINETICS, DINH_2008, EANM_2024, IWGDF_2023, IWGDF_SEVERITY, JFAS_2016,
-    ORZEL_1985, SCIRE, SHEHAB_2002, TIEGS_HEIDEN_2023, XU_2020, Source,
+    BUTALIA_2008,
+    CRP_KINETICS,
+    DINH_2008,
+    EANM_2024,
+    IWGDF_2023,
+    IWGDF_SEVERITY,
+    JFAS_2016,
+    ORZEL_1985,
+    SCIRE,
+    SHEHAB_2002,
+    TIEGS_HEIDEN_2023,
+    XU_2020,
+    Source,
 )
 
 
