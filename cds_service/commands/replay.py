@@ -11,10 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import UsageError
-from ..replay import (
-    RecordError, build_request, format_text, load_bundle, patient_id_of, record_time, shift_dates,
-)
 from ..fhir.resources import bundle_resources
+from ..replay import (
+    RecordError,
+    build_request,
+    format_text,
+    load_bundle,
+    patient_id_of,
+    record_time,
+    shift_dates,
+)
 
 SERVICE_FOR_HOOK = {"patient-view": "tma-bone-assessment", "order-select": "tma-order-select",
                     "order-sign": "tma-order-sign"}

@@ -1,8 +1,8 @@
 """FHIR support: pure helpers over plain dicts, prefetch resolution, and the one network client."""
 
 from .resources import (
-    codings,
     coding_keys,
+    codings,
     parse_datetime,
     reference_id,
     resource_date,

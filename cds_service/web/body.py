@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import orjson
-
 from flask import Flask, Request, current_app, g
 from werkzeug.exceptions import RequestEntityTooLarge
 
