@@ -242,3 +242,15 @@ def test_summary_names_side_level_and_day(code, side, expected):
     record.amputation(60, side, code)
     text = summary(assessed(record))
     assert text.startswith(expected + ": osteomyelitis") and len(text) < 140
+
+
+def test_t_bc_blood_cultures_with_severe_infection_unless_taken_in_48_hours():
+    record = with_wound(60)
+    record.condition("http://snomed.info/sct", "128477000", "Abscess", days=1)
+    assert codes(nexttests.t_bc(assessed(record), "p1")) == {"600-7"}
+    assert nexttests.t_bc(assessed(with_wound(60)), "p1") == []
+    record.add({"resourceType": "Observation", "id": "bc", "status": "preliminary",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "600-7"}]},
+                "subject": record.subject, "effectiveDateTime": "2026-11-20T08:00:00Z",
+                "valueString": "No growth to date"})
+    assert nexttests.t_bc(assessed(record), "p1") == []

@@ -79,6 +79,19 @@ def t_mri_alt(a: Assessment, patient_id: str) -> list[Suggestion]:
     return out
 
 
+def t_bc(a: Assessment, patient_id: str) -> list[Suggestion]:
+    """T-BC: blood cultures when severe infection is flagged (S-1), unless taken in the last 48 h.
+    IWGDF/IDSA severity classification (B); clinical-evidence.md A7.2 S1 and A7.6 #8 (LOINC 600-7,
+    C). Not in the rulebook's §8 table: added because S-1's own text asks for blood cultures."""
+    if "severe-infection" not in a.flags:
+        return []
+    if a.facts.record.coded("blood-culture", 2):
+        return []
+    return [_suggest("blood-culture", "T-BC", patient_id, None,
+                     "Severe infection after partial-foot amputation",
+                     note="Two sets before the first antibiotic dose; do not delay antibiotics.")]
+
+
 def t_bx(a: Assessment, patient_id: str) -> list[Suggestion]:
     """T-BX: bone biopsy for culture and histology when OM is probable or possible and no biopsy
     or bone culture since the amputation. IWGDF 2023; SVS 2016 rec 5 (1C)."""

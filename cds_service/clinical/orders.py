@@ -48,6 +48,8 @@ ORDERABLES = {o.key: o for o in (
               ((CPT, "78815", "PET with concurrently acquired CT; skull base to mid-thigh"),)),
     Orderable("bone-scan", "Three-phase bone scan",
               ((CPT, "78315", "Bone and/or joint imaging; 3 phase study"),)),
+    Orderable("blood-culture", "Blood cultures",
+              ((LOINC, "600-7", "Bacteria identified in Blood by Culture"),)),  # C (B1)
     Orderable("biopsy", "Percutaneous bone biopsy for culture and histology",
               ((CPT, "20220", "Biopsy, bone, trocar, or needle; superficial"),)),
 )}

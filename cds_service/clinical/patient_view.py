@@ -9,7 +9,7 @@ from typing import Any
 from ..cards import Action, CardSpec, Suggestion, table
 from . import facts as th
 from .gates import mg, nsaid_gate_failures, vancomycin_dose, vancomycin_missing
-from .nexttests import probe_to_bone_advice, t_bx, t_lab, t_mri_alt, t_scan_ho, t_xr
+from .nexttests import probe_to_bone_advice, t_bc, t_bx, t_lab, t_mri_alt, t_scan_ho, t_xr
 from .orders import indomethacin_request
 from .record import Finding
 from .rules import Assessment
@@ -196,8 +196,8 @@ def next_test_cards(a: Assessment, patient_id: str) -> list[CardSpec]:
         cards.append(CardSpec("Next imaging: MRI of the residual foot to separate osteomyelitis "
                               "from HO or post-surgical change", _companion_indicator(a),
                               "\n\n".join(text), "next-tests", rules, imaging, "at-most-one"))
-    others = t_xr(a, patient_id) + t_lab(a, patient_id) + t_bx(a, patient_id) + \
-        t_scan_ho(a, patient_id)
+    others = t_bc(a, patient_id) + t_xr(a, patient_id) + t_lab(a, patient_id) + \
+        t_bx(a, patient_id) + t_scan_ho(a, patient_id)
     advice = probe_to_bone_advice(a)
     if others or advice:
         lines = []
@@ -210,6 +210,8 @@ def next_test_cards(a: Assessment, patient_id: str) -> list[CardSpec]:
                     "histology: the only test that settles it *(IWGDF/IDSA 2023; SVS 2016)*."
                     + (" Severe infection: do not delay antibiotics for the biopsy."
                        if "severe-infection" in a.flags else ""),
+            "T-BC": "Blood cultures (two sets) for severe infection, before antibiotics but "
+                    "without delaying them *(IWGDF/IDSA severity classification, B)*.",
             "T-SCAN-HO": "Three-phase bone scan to judge HO maturity before excision, not to "
                          "diagnose infection *(Shehab 2002)*.",
         }
