@@ -30,6 +30,28 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+# Signing keys for client JWTs (security tests); made once per session, they are slow to make.
+@pytest.fixture(scope="session")
+def ec_key():  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP384R1())
+
+
+@pytest.fixture(scope="session")
+def other_ec_key():  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP384R1())
+
+
+@pytest.fixture(scope="session")
+def rsa_key():  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def make_app(**settings: Any):  # type: ignore[no-untyped-def]
     from cds_service import create_app
 

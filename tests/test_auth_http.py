@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service import create_app
 from cds_service.commands.dev_token import mint_token, public_jwk
@@ -26,21 +26,6 @@ SERVICE = "tma-bone-assessment"
 PATH = f"/cds-services/{SERVICE}"
 AUD = f"http://localhost{PATH}"  # the Flask test client's base URL
 EMPTY_BUNDLE = {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}
-
-
-@pytest.fixture(scope="module")
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP384R1())
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def other_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP384R1())
 
 
 @pytest.fixture
@@ -54,13 +39,13 @@ def fhir(httpserver: Any) -> str:
 
 
 @pytest.fixture
-def issuers_file(tmp_path: Path, ec_key: Any, rsa_key: Any, other_key: Any, fhir: str) -> Path:
+def issuers_file(tmp_path: Path, ec_key: Any, rsa_key: Any, other_ec_key: Any, fhir: str) -> Path:
     path = tmp_path / "trusted-issuers.json"
     path.write_text(json.dumps({"issuers": [
         {"iss": ISS, "jwks": {"keys": [public_jwk(ec_key), public_jwk(rsa_key)]},
          "fhirServers": [fhir]},
         # a trusted issuer that may not send us to the stub
-        {"iss": OTHER_ISS, "jwks": {"keys": [public_jwk(other_key)]},
+        {"iss": OTHER_ISS, "jwks": {"keys": [public_jwk(other_ec_key)]},
          "fhirServers": ["https://fhir.other-ehr.example.org/r4"]},
     ]}))
     return path
@@ -146,11 +131,11 @@ def test_aud_array_containing_the_url_is_accepted(client: Any, fhir: str, ec_key
 
 
 def test_fhir_server_of_another_issuer_is_never_contacted(
-    client: Any, httpserver: Any, fhir: str, other_key: Any
+    client: Any, httpserver: Any, fhir: str, other_ec_key: Any
 ) -> None:
     """A trusted issuer may only send the service to its own fhirServers (SSRF)."""
     response = client.post(PATH, json=hook_body(fhir),
-                           headers=bearer(token(other_key, iss=OTHER_ISS)))
+                           headers=bearer(token(other_ec_key, iss=OTHER_ISS)))
     assert response.status_code != 401
     assert response.status_code == 412, response.get_data(as_text=True)
     assert httpserver.log == []
