@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 import threading
@@ -20,7 +19,6 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
 from cds_service import web
-from cds_service.commands import feedback_report
 from cds_service.config import load_settings
 from cds_service.errors import ConfigError, RequestInvalid, StartupError
 from cds_service.feedback.model import FeedbackItem, OverrideReason, parse_feedback
@@ -605,11 +603,11 @@ def test_create_app_wires_the_store(tmp_path: Path) -> None:
 
 
 def run_report(monkeypatch: pytest.MonkeyPatch, url: str, *argv: str) -> int:
+    """Run ``cds-service feedback-report`` through the real command line."""
+    from cds_service.cli import main
+
     monkeypatch.setenv("CDS_DATABASE_URL", url)
-    parser = argparse.ArgumentParser(prog="cds-service")
-    feedback_report.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["feedback-report", *argv])
-    return int(args.func(args))
+    return main(["feedback-report", *argv])
 
 
 @pytest.fixture

@@ -17,17 +17,13 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..cli import UsageError
 from ..config import load_settings
-from ..errors import StartupError
 from ..feedback.model import parse_timestamp
 from ..feedback.store import FeedbackStore, ReportRow
 
 COLUMNS = ("service", "kind", "issued", "accepted", "overridden", "rate", "comments",
            "top override reasons")
-
-
-class UsageError(Exception):
-    """Bad input; ``run`` prints the message and returns 2."""
 
 
 def register(subparsers: Any) -> None:
@@ -44,18 +40,15 @@ def register(subparsers: Any) -> None:
                              "(YYYY-MM-DD, UTC midnight, or an RFC 3339 date-time)")
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="text: a table for people (default); json: for programs")
-    parser.set_defaults(run=run, func=run)  # cli.main calls args.run; some callers args.func
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; return the exit code (0 done, 2 usage or input error, 1 database error)."""
+    since = parse_since(args.since)  # UsageError and StartupError: cli.main says so, exit 2
+    settings = load_settings()
     try:
-        since = parse_since(args.since)
-        settings = load_settings()
         store = FeedbackStore(settings.database_url, background=False)
-    except (UsageError, StartupError) as exc:
-        print(f"cds-service feedback-report: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
     except SQLAlchemyError as exc:
         print(f"cds-service feedback-report: cannot open the feedback database: "  # noqa: T201
               f"{_first_line(exc)}", file=sys.stderr)
