@@ -1,0 +1,25 @@
+"""What a rule returns: whether it fired, its evidence, one sentence and its source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .finding import Finding
+from .sources import Source
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """``evidence`` are the findings (with their source references) the card shows."""
+
+    id: str
+    fired: bool
+    explanation: str = ""
+    evidence: tuple[Finding, ...] = ()
+    source: Source | None = None
+    effect: str | None = None  # tier or status this rule argues for
+
+
+def not_fired(rule_id: str) -> RuleResult:
+    """The result of a rule whose conditions do not hold."""
+    return RuleResult(rule_id, False)
