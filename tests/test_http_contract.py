@@ -294,3 +294,19 @@ def test_response_never_contains_the_access_token(client, httpserver):
     assert response.status_code == 200
     assert "TOKEN-SHOULD-NOT-ECHO" not in response.get_data(as_text=True)
     assert "TOKEN-SHOULD-NOT-ECHO" not in json.dumps(dict(response.headers))
+
+
+def test_card_uuids_are_random_version_4_and_unique_across_calls(client):
+    import uuid as uuid_module
+
+    seen = set()
+    for _ in range(3):
+        body = client.post("/cds-services/tma-bone-assessment",
+                           json=request_for(client, "crp-mg-dl-wound")).get_json()
+        for card in body["cards"]:
+            ids = [card["uuid"], *(s["uuid"] for s in card.get("suggestions", []))]
+            for value in ids:
+                assert uuid_module.UUID(value).version == 4
+                assert value not in seen
+                seen.add(value)
+    assert len(seen) > 20

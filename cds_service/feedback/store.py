@@ -28,7 +28,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -485,11 +484,12 @@ def _assemble(issued_rows: Sequence[Any], outcome_rows: Sequence[Any],
 class _CardWriter:
     """A daemon thread that writes queued issued-card rows in batches.
 
-    After the first row arrives the thread lingers up to ``linger`` seconds for more, then writes
-    what it has in one transaction: under load one commit serves many hook calls (a commit costs
-    the hook workers CPU time), at rest a card is written within ``linger``. A flush or stop
-    request ends the wait at once. The queue is bounded; past it rows are dropped and counted
-    (the hook path never waits on the database).
+    After the first row arrives the thread sleeps ``linger`` seconds, then writes everything
+    queued in one transaction: under load one commit serves many hook calls. While it sleeps it
+    does not wait on the queue, so a hook call's ``put`` wakes no thread (each wake-up is an
+    interpreter-lock hand-over on the hook path). A flush or stop request ends the sleep at once.
+    At rest a card is written within ``linger``. The queue is bounded; past it rows are dropped
+    and counted (the hook path never waits on the database).
     """
 
     _STOP = object()
@@ -504,6 +504,7 @@ class _CardWriter:
         self._pid: int | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._thread: threading.Thread | None = None
+        self._hurry = threading.Event()
         self.dropped = 0
 
     def put(self, rows: list[dict[str, Any]]) -> None:
@@ -525,6 +526,7 @@ class _CardWriter:
             self._queue.put(done, timeout=timeout)
         except queue.Full:
             return False
+        self._hurry.set()
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -534,6 +536,7 @@ class _CardWriter:
             self._queue.put(self._STOP, timeout=timeout)
         except queue.Full:
             pass
+        self._hurry.set()
         self._thread.join(timeout)
 
     def _ensure_thread(self) -> None:
@@ -553,12 +556,12 @@ class _CardWriter:
     def _run(self) -> None:
         while True:
             pending = [self._queue.get()]
-            deadline = time.monotonic() + self._linger
-            while len(pending) < self._batch and isinstance(pending[-1], dict):
-                left = deadline - time.monotonic()
+            if isinstance(pending[0], dict):
+                self._hurry.wait(self._linger)
+            self._hurry.clear()
+            while len(pending) < self._batch:
                 try:
-                    pending.append(self._queue.get(timeout=left) if left > 0
-                                   else self._queue.get_nowait())
+                    pending.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             rows = [p for p in pending if isinstance(p, dict)]
