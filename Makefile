@@ -21,6 +21,7 @@ run: $(STAMP)
 	CDS_AUTH_REQUIRED=false $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	bash tests/support/start-services.sh
 	$(BIN)/python -m pytest
 

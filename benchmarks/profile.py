@@ -67,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             cpu.append(time.process_time() - started_cpu)
         times.sort()
         cpu.sort()
-        print(f"{args.case}: {len(body):,} bytes; median {times[len(times) // 2] * 1000:.2f} ms "  # noqa: T201
-              f"wall (min {times[0] * 1000:.2f}), {cpu[len(cpu) // 2] * 1000:.2f} ms CPU over {calls} "
+        median_ms = times[len(times) // 2] * 1000
+        print(f"{args.case}: {len(body):,} bytes; median {median_ms:.2f} ms "  # noqa: T201
+              f"wall (min {times[0] * 1000:.2f}), {cpu[len(cpu) // 2] * 1000:.2f} ms CPU over "
+              f"{calls} "
               f"calls (in-process, no "
               f"HTTP{', cold validation' if args.cold else ''})")
         if args.no_profile:

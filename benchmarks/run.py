@@ -191,7 +191,7 @@ def post(session: requests.Session, url: str, body: bytes) -> requests.Response:
 
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(pct / 100 * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
     return ordered[rank]
 
 

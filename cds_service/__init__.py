@@ -1,4 +1,4 @@
-"""CDS Hooks service telling osteomyelitis from heterotopic ossification after partial-foot amputation."""
+"""CDS Hooks service: osteomyelitis or heterotopic ossification after partial-foot amputation?"""
 
 from typing import Any
 

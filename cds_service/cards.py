@@ -16,6 +16,7 @@ from typing import Any
 
 from .clinical.sources import GUIDELINE_URL
 
+
 class _UuidSource:
     """Random (version 4) UUIDs from the OS's random source, 256 per ``os.urandom`` call.
 

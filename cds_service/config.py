@@ -1,4 +1,4 @@
-"""Settings: one frozen value read from the ``CDS_*`` environment variables (product-contract.md)."""
+"""Settings: one frozen value read from the ``CDS_*`` variables (product-contract.md)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Settings:
 
     @property
     def hook_budget(self) -> float:
-        """Seconds a whole hook call may spend fetching (contract: twice the per-request timeout)."""
+        """Seconds a whole hook call may spend fetching (contract: twice the request timeout)."""
         return 2 * self.fhir_timeout
 
 
@@ -81,7 +81,8 @@ def load_settings(
     if env.get("CDS_FHIR_SERVER_ALLOWLIST"):
         values["fhir_server_allowlist"] = _urls(env["CDS_FHIR_SERVER_ALLOWLIST"])
     if env.get("CDS_FHIR_TIMEOUT"):
-        values["fhir_timeout"] = _positive_number("CDS_FHIR_TIMEOUT", env["CDS_FHIR_TIMEOUT"], float)
+        values["fhir_timeout"] = _positive_number("CDS_FHIR_TIMEOUT", env["CDS_FHIR_TIMEOUT"],
+                                                  float)
     if env.get("CDS_MAPPINGS_DIR"):
         values["mappings_dir"] = Path(env["CDS_MAPPINGS_DIR"])
     if env.get("CDS_EXTRA_MAPPINGS"):

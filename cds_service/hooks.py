@@ -83,7 +83,7 @@ class Registry:
         return any(sid == service_id for sid, _ in self._services)
 
     def lookup(self, service_id: str, hook: str) -> HookService:
-        """Return the service for (id, hook); 404 for an unknown id, 400 for a hook it does not serve."""
+        """Return the service for (id, hook): 404 for an unknown id, 400 for a hook it lacks."""
         if not self.has_service(service_id):
             raise UnknownService(f"no CDS service with id {service_id!r}", where="url")
         service = self._services.get((service_id, hook))

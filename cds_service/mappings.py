@@ -1,4 +1,4 @@
-"""Code-system mappings: concept ids ↔ codes, phrases and modalities, loaded from ``mappings/*.toml``.
+"""Code-system mappings: concept ids ↔ codes, phrases and modalities (``mappings/*.toml``).
 
 The files are data (see ``mappings/README.md``). They are loaded once, in ``create_app``; a broken
 file stops start-up with a message naming the file and the key.
@@ -122,7 +122,7 @@ class MappingTable:
         return self.concepts[concept_id].label
 
     def codes_for_search(self, concept_ids: Iterable[str]) -> list[str]:
-        """All ``system|code`` keys of the given concepts and their members, sorted (for templates)."""
+        """All ``system|code`` keys of the concepts and their members, sorted (for templates)."""
         keys: set[str] = set()
         for cid in concept_ids:
             for member in self.members(cid):
@@ -149,7 +149,8 @@ def _string_list(path: Path, key: str, name: str, value: Any) -> list[str]:
 def _merge_text(text: ReportText, path: Path, data: dict[str, Any]) -> None:
     for key, value in data.items():
         if key not in TEXT_KEYS:
-            raise MappingError(f"{path}: unknown key {key!r}; expected one of {', '.join(TEXT_KEYS)}")
+            raise MappingError(
+                f"{path}: unknown key {key!r}; expected one of {', '.join(TEXT_KEYS)}")
         getattr(text, key).extend(v.lower() for v in _string_list(path, key, key, value))
 
 
@@ -183,7 +184,8 @@ def _add_concept_data(concept: Concept, path: Path, key: str, table: dict[str, A
             getattr(concept, name).extend(values)
 
 
-def _load_folder(folder: Path, concepts: dict[str, Concept], text: ReportText, *, site: bool) -> None:
+def _load_folder(folder: Path, concepts: dict[str, Concept], text: ReportText, *,
+                 site: bool) -> None:
     if not folder.is_dir():
         raise MappingError(f"{folder}: mapping folder does not exist")
     for path in sorted(folder.glob("*.toml")):

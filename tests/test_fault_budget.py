@@ -38,7 +38,7 @@ MARGIN = 0.6  # thread start-up, retries' back-off, the app's own work: not a be
 RECORD = Path(__file__).resolve().parents[1] / "fixtures" / "records" / \
     "ho-present-nsaid-gates-fail.json"  # has a MedicationRequest: optional data that matters
 SERVICE = "tma-bone-assessment"
-TOKEN = "fault-test-token"  # noqa: S105 - a dummy token for a local stub
+TOKEN = "fault-test-token"
 
 
 # --- the stub FHIR server ----------------------------------------------------------------------

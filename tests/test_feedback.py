@@ -422,7 +422,7 @@ def test_queued_cards_are_written_at_interpreter_exit(tmp_path: Path) -> None:
         "for i in range(300):\n"
         "    store.record_cards('svc', [{'uuid': f'u-{i}'}])\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)  # noqa: S603
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     with sqlite3.connect(tmp_path / "exit.db") as conn:
         assert conn.execute("SELECT count(*) FROM issued_cards").fetchone() == (300,)
 

@@ -63,7 +63,7 @@ class Server:
                f"sqlite:///{self.db}", "CDS_LOG_FORMAT": "json"}
         self.starts += 1
         log = open(self.workdir / f"gunicorn-{self.starts}.log", "wb")
-        self.proc = subprocess.Popen(  # noqa: S603 - our own fixed command line
+        self.proc = subprocess.Popen(
             [str(gunicorn), "-w", "2", "-k", "gthread", "--threads", "4",
              "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
              "cds_service.app:create_app()"],

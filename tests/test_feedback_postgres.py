@@ -49,7 +49,7 @@ def postgres_url() -> Iterator[str]:
     """Start PostgreSQL on 127.0.0.1 (port 54329 unless taken) with a database ``cds``."""
     port = PORT if _port_free(PORT) else _free_port()
     try:
-        done = subprocess.run([BASH, str(SCRIPT), "start", str(port)],  # noqa: S603
+        done = subprocess.run([BASH, str(SCRIPT), "start", str(port)],
                               capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"PostgreSQL could not be installed/started: {exc}")
@@ -60,7 +60,7 @@ def postgres_url() -> Iterator[str]:
     try:
         yield values["url"]
     finally:
-        subprocess.run([BASH, str(SCRIPT), "stop", values["dir"]],  # noqa: S603
+        subprocess.run([BASH, str(SCRIPT), "stop", values["dir"]],
                        capture_output=True, timeout=60, check=False)
 
 

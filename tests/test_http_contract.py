@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cds_service.replay import build_request
 from cds_service.fhir.resources import bundle_resources
+from cds_service.replay import build_request
 from tests.conftest import RECORDS, hook_body, load_record
 
 TOKEN = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")

@@ -19,7 +19,7 @@ import pytest
 from cds_service import create_app
 from cds_service.logs import LOGGER_NAME
 
-TOKEN = "SECRET-TOKEN-abc123"  # noqa: S105 (a marker to look for, not a credential)
+TOKEN = "SECRET-TOKEN-abc123"
 PATIENT = "PATIENT-RAW-ID-98765"
 EMPTY_BUNDLE = {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}
 # werkzeug's access-log line for a request to the stub, as its fallback stderr handler writes it

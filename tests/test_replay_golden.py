@@ -16,7 +16,7 @@ import pytest
 
 from cds_service.fhir.resources import bundle_resources
 from cds_service.replay import build_request, patient_id_of, record_time
-from tests.conftest import RECORDS, make_app
+from tests.conftest import RECORDS
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "records"
 NAMES = sorted(p.stem for p in RECORDS.glob("*.json"))

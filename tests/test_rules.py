@@ -10,7 +10,18 @@ from cds_service.clinical.rules import assess, is_relevant
 from cds_service.config import DEFAULT_MAPPINGS_DIR
 from cds_service.mappings import load_mappings
 from fixtures.build import (
-    BONE_SCAN, CPT, CRP, EGFR, ESR, ICD10, MRI, PROJECT, SNOMED, ULCER, XR, Record,
+    BONE_SCAN,
+    CPT,
+    CRP,
+    EGFR,
+    ESR,
+    ICD10,
+    MRI,
+    PROJECT,
+    SNOMED,
+    ULCER,
+    XR,
+    Record,
 )
 from tests.conftest import CLOCK
 

@@ -1,4 +1,4 @@
-"""Derived inputs the rules share, computed once per request from the record (clinical-rules.md §2–3).
+"""Derived inputs the rules share, computed once per request (clinical-rules.md §2–3).
 
 Every threshold lives here, with its source. Rules read these facts; they never look at FHIR.
 """

@@ -144,7 +144,7 @@ class Record(ImagingMixin):
     def medication_concepts(self, request: dict[str, Any]) -> set[str]:
         """Concepts of a MedicationRequest, from its code or its (contained) Medication."""
         found = self.mappings.concepts_of(request.get("medicationCodeableConcept"))
-        kind, ident = reference_id(request.get("medicationReference"))
+        _, ident = reference_id(request.get("medicationReference"))
         if ident is not None:
             medication = None
             if ident.startswith("#"):

@@ -45,7 +45,8 @@ def _parse_datetime_text(value: str) -> datetime | None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
-        text = f"{year}-{month or '01'}-{day or '01'}T{hour or '00'}:{minute or '00'}:{second or '00'}"
+        text = (f"{year}-{month or '01'}-{day or '01'}"
+                f"T{hour or '00'}:{minute or '00'}:{second or '00'}")
         if fraction:
             text += fraction[:7]
         parsed = datetime.fromisoformat(text + (zone or "+00:00").replace("Z", "+00:00"))

@@ -35,7 +35,8 @@ def _status_of(resource: dict[str, Any]) -> str | None:
 
 
 def _date_matches(resource: dict[str, Any], expression: str) -> bool:
-    prefix, text = (expression[:2], expression[2:]) if expression[:2].isalpha() else ("eq", expression)
+    has_prefix = expression[:2].isalpha()
+    prefix, text = (expression[:2], expression[2:]) if has_prefix else ("eq", expression)
     bound = parse_datetime(text)
     when = resource_date(resource)
     if bound is None or when is None:

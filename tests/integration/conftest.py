@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-fhir"
 SEKMET = VENV / "bin" / "sekmet"
 INSTALL = ROOT / "tests" / "support" / "fhir-server.sh"
-FHIR_TOKEN = "integration-dummy-token"  # noqa: S105 - a test token for a local test server
+FHIR_TOKEN = "integration-dummy-token"
 START_TIMEOUT = 30.0  # seconds; the server is usually up in about 1 s
 INSTALL_TIMEOUT = 300.0
 
@@ -43,7 +43,7 @@ def _ensure_installed() -> str | None:
     if SEKMET.exists():
         return None
     try:
-        done = subprocess.run(  # noqa: S603 - our own script
+        done = subprocess.run(
             [shutil.which("bash") or "/bin/bash", str(INSTALL), "install"],
             cwd=ROOT, capture_output=True, text=True,
             timeout=INSTALL_TIMEOUT, check=False,
@@ -89,7 +89,7 @@ class FhirServer:
         )
         log = (self.folder / "server.log").open("wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEKMET_")}
-        self.process = subprocess.Popen(  # noqa: S603 - our own test server
+        self.process = subprocess.Popen(
             [str(SEKMET), "serve", "--config", str(self.folder / "settings.yaml"),
              "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, env=env,
