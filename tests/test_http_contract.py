@@ -310,3 +310,25 @@ def test_card_uuids_are_random_version_4_and_unique_across_calls(client):
                 assert value not in seen
                 seen.add(value)
     assert len(seen) > 20
+
+
+def test_an_internal_error_is_a_500_outcome_and_logs_no_request_data(capfd):
+    """A bug answers 500 with a generic OperationOutcome; the log gets the frames, not the
+    exception's message (which could quote patient data)."""
+    from tests.conftest import make_app
+
+    app = make_app()
+    runtime = app.extensions["cds_service"]
+
+    def broken(service, request, client=None):
+        raise ValueError(f"bad value for patient {request.patient_id}")
+
+    runtime.answer = broken
+    body = hook_body(prefetch={})
+    body["context"]["patientId"] = "PATIENT-SECRET-42"
+    response = app.test_client().post("/cds-services/tma-bone-assessment", json=body)
+    assert response.status_code == 500
+    assert "PATIENT-SECRET-42" not in response.get_data(as_text=True)
+    err = capfd.readouterr().err
+    assert '"event": "request.failed"' in err and "ValueError" in err
+    assert "PATIENT-SECRET-42" not in err

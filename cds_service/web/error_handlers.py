@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -72,5 +73,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.exception("request.failed", extra={"fields": {"error": type(error).__name__}})
+        # The frames (file, line, source) but not the exception's message: a message may quote
+        # data from the request, and patient data never goes to the log.
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        log_event(log, logging.ERROR, "request.failed", error=type(error).__name__,
+                  traceback=frames)
         return operation_outcome(500, "internal error; the service log has the details")
