@@ -21,6 +21,10 @@ ALIASES = {
     "{beats}/min": "/min", "{breaths}/min": "/min",
     "ml/min/1.73m2": "mL/min/{1.73_m2}", "ml/min/{1.73_m2}": "mL/min/{1.73_m2}",
     "iu/l": "U/L", "u/l": "U/L", "cm^2": "cm2", "cm²": "cm2",
+    # doses on draft orders; "G" and "MG" must never reach the UCUM parser upper-case (gauss)
+    "g": "g", "gm": "g", "gram": "g", "grams": "g", "mg": "mg", "milligram": "mg",
+    "milligrams": "mg", "mcg": "ug", "ug": "ug", "µg": "ug", "microgram": "ug",
+    "micrograms": "ug", "mg/kg": "mg/kg", "g/kg": "g/kg",
 }
 
 # Molar ↔ mass conversions (not UCUM arithmetic). Creatinine 113.12 g/mol: 1 mg/dL = 88.4 umol/L

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import units
 from ..errors import RequestInvalid
-from ..fhir.resources import codings, reference_id
+from ..fhir.resources import code_text, codings, is_about_another_patient, resolve_reference
 from ..mappings import MappingTable
 
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})  # R4/STU3; DSTU2
@@ -36,11 +36,6 @@ SERVICE_TYPES = frozenset({"ServiceRequest", "ProcedureRequest"})  # R4; STU3/DS
 # Statuses of orders that are not about to be placed (re-sign after revision may send them).
 NOT_PLACED = frozenset({"entered-in-error", "cancelled", "revoked", "stopped", "completed"})
 UCUM = "http://unitsofmeasure.org"
-# Dose unit spellings seen outside UCUM (case-insensitive) → UCUM. "G" and "MG" must never reach
-# the UCUM parser upper-case (gauss, megagauss).
-DOSE_UNITS = {"g": "g", "gm": "g", "gram": "g", "grams": "g", "mg": "mg", "milligram": "mg",
-              "milligrams": "mg", "mcg": "ug", "ug": "ug", "µg": "ug", "microgram": "ug",
-              "micrograms": "ug", "mg/kg": "mg/kg", "g/kg": "g/kg"}
 ORAL_ROUTE = "26643006"  # SNOMED Oral route
 
 
@@ -165,19 +160,11 @@ def parse_bundle(bundle: Mapping[str, Any], mappings: MappingTable, notes: list[
         order = read_order(resource, mappings, medications, notes, f"draftOrders.entry[{number}]")
         if order is None:
             continue
-        if patient_id is not None and _other_patient(order.resource, patient_id):
+        if patient_id is not None and is_about_another_patient(order.resource, patient_id):
             notes.append(f"{order.ref} is for another patient; not checked")
             continue
         orders.append(order)
     return orders
-
-
-def _other_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
-    for key in ("subject", "patient"):
-        kind, ident = reference_id(resource.get(key))
-        if kind == "Patient" and ident is not None and ident != patient_id:
-            return True
-    return False
 
 
 def read_order(resource: Any, mappings: MappingTable,
@@ -203,17 +190,8 @@ def read_order(resource: Any, mappings: MappingTable,
         return DraftOrder(kind, ident, frozenset(concepts), label, status, *dose,
                           route=_route(resource), resource=resource)
     concepts = mappings.concepts_of(resource.get("code"))
-    label = _text(resource.get("code")) or "service order"
+    label = code_text(resource.get("code")) or "service order"
     return DraftOrder(kind, ident, frozenset(concepts), label, status, resource=resource)
-
-
-def _text(concept: Any) -> str | None:
-    if isinstance(concept, dict) and isinstance(concept.get("text"), str) and concept["text"]:
-        return str(concept["text"])
-    for coding in codings(concept):
-        if isinstance(coding.get("display"), str) and coding["display"]:
-            return str(coding["display"])
-    return None
 
 
 def _medication(resource: Mapping[str, Any], mappings: MappingTable,
@@ -226,33 +204,17 @@ def _medication(resource: Mapping[str, Any], mappings: MappingTable,
         concept = concept or r5.get("concept")
         reference = reference or r5.get("reference")
     found = set(mappings.concepts_of(concept))
-    label = _text(concept)
-    medication = _referenced_medication(resource, reference, bundled)
+    label = code_text(concept)
+    medication = resolve_reference(resource, reference, bundled, "Medication")
     if medication is not None:
         found |= mappings.concepts_of(medication.get("code"))
-        label = label or _text(medication.get("code"))
+        label = label or code_text(medication.get("code"))
     if label is None and isinstance(reference, dict) and isinstance(reference.get("display"),
                                                                      str):
         label = reference["display"]
     if label is None:
         label = mappings.label(sorted(found)[0]) if found else "medication"
     return found, label
-
-
-def _referenced_medication(resource: Mapping[str, Any], reference: Any,
-                           bundled: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    kind, ident = reference_id(reference)
-    if ident is None:
-        return None
-    if ident.startswith("#"):
-        for contained in resource.get("contained") or ():
-            if isinstance(contained, dict) and f"#{contained.get('id')}" == ident:
-                return contained
-        return None
-    if ident.startswith("urn:"):
-        return bundled.get(ident)
-    return bundled.get(f"{kind or 'Medication'}/{ident}") or bundled.get(
-        str((reference or {}).get("reference")))
 
 
 def _quantities(resource: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -285,10 +247,9 @@ def _dose(resource: Mapping[str, Any]) -> tuple[float | None, float | None, str 
             quantity.get("code"), str) else None
         raw = raw or (quantity.get("unit") if isinstance(quantity.get("unit"), str) else None)
         written = f"{value:g} {raw}" if raw else f"{value:g}"
-        unit = DOSE_UNITS.get((raw or "").strip().lower(), (raw or "").strip())
         for target in ("mg", "mg/kg"):
-            try:
-                converted = units.convert(float(value), unit, target)
+            try:  # units.ALIASES reads non-UCUM spellings ("G", "mcg", "grams")
+                converted = units.convert(float(value), raw, target)
             except units.UnitError:
                 continue
             if target == "mg":
@@ -306,7 +267,7 @@ def _route(resource: Mapping[str, Any]) -> str | None:
         route = dosage.get("route")
         if any(c.get("code") == ORAL_ROUTE for c in codings(route)):
             return "oral"
-        words = (_text(route) or "").lower().replace(".", " ").split()
+        words = (code_text(route) or "").lower().replace(".", " ").split()
         if "oral" in words or "po" in words or "mouth" in words:
             return "oral"
     return None

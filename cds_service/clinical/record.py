@@ -17,10 +17,12 @@ from typing import Any
 from .. import units
 from ..fhir.resources import (
     as_list,
+    code_text,
     coding_keys,
     codings,
+    is_about_another_patient,
     parse_datetime,
-    reference_id,
+    resolve_reference,
     resource_date,
 )
 from ..mappings import MappingTable
@@ -53,16 +55,6 @@ def _status(resource: dict[str, Any]) -> str | None:
     """A resource's ``status`` when it is a string (anything else is no status)."""
     status = resource.get("status")
     return status if isinstance(status, str) else None
-
-
-def _code_text(concept: Any) -> str | None:
-    if isinstance(concept, dict):
-        if isinstance(concept.get("text"), str):
-            return concept["text"]
-        for coding in codings(concept):
-            if isinstance(coding.get("display"), str):
-                return coding["display"]
-    return None
 
 
 class Record(ImagingMixin):
@@ -98,7 +90,7 @@ class Record(ImagingMixin):
         def mine(resource: dict[str, Any]) -> bool:
             # checked only for resources that are kept: a record may hold thousands of others
             nonlocal foreign
-            if patient_id is not None and _about_another_patient(resource, patient_id):
+            if patient_id is not None and is_about_another_patient(resource, patient_id):
                 foreign += 1
                 return False
             return True
@@ -134,7 +126,7 @@ class Record(ImagingMixin):
                 if resource.get("status") in ("active", "completed"):
                     pending_meds.append(resource)
             elif kind == "Medication":
-                self._medication_resources[str(resource.get("id"))] = resource
+                self._medication_resources[f"Medication/{resource.get('id')}"] = resource
         for request in pending_meds:
             for cid in self.medication_concepts(request):
                 self._medications[cid].append(request)
@@ -144,17 +136,10 @@ class Record(ImagingMixin):
     def medication_concepts(self, request: dict[str, Any]) -> set[str]:
         """Concepts of a MedicationRequest, from its code or its (contained) Medication."""
         found = self.mappings.concepts_of(request.get("medicationCodeableConcept"))
-        _, ident = reference_id(request.get("medicationReference"))
-        if ident is not None:
-            medication = None
-            if ident.startswith("#"):
-                for contained in as_list(request.get("contained")):
-                    if isinstance(contained, dict) and f"#{contained.get('id')}" == ident:
-                        medication = contained
-            else:
-                medication = self._medication_resources.get(ident)
-            if isinstance(medication, dict):
-                found |= self.mappings.concepts_of(medication.get("code"))
+        medication = resolve_reference(request, request.get("medicationReference"),
+                                       self._medication_resources, "Medication")
+        if medication is not None:
+            found |= self.mappings.concepts_of(medication.get("code"))
         return found
 
     # ----------------------------------------------------------------- time helpers
@@ -206,11 +191,11 @@ class Record(ImagingMixin):
             candidates.sort(key=lambda c: c[0], reverse=True)
             for _, procedure, when in candidates:
                 if self._check(procedure):
-                    return Amputation(_ref(procedure), _code_text(procedure.get("code"))
+                    return Amputation(_ref(procedure), code_text(procedure.get("code"))
                                       or "partial-foot amputation", when, side_of(procedure))
         for condition in self._conditions.get("partial-foot-amputation-status", ()):
             if self._check(condition):
-                return Amputation(_ref(condition), _code_text(condition.get("code"))
+                return Amputation(_ref(condition), code_text(condition.get("code"))
                                   or "acquired absence of foot", resource_date(condition),
                                   side_of(condition))
         return None
@@ -345,7 +330,7 @@ class Record(ImagingMixin):
                     condition.get("verificationStatus"))]
                 out.append(Finding(member, self.mappings.label(member), _ref(condition),
                                    resource_date(condition), polarity="positive",
-                                   text=(_code_text(condition.get("code")) or "on record")
+                                   text=(code_text(condition.get("code")) or "on record")
                                    + (f" ({verification[0]})" if verification else "")))
         return out
 
@@ -367,7 +352,7 @@ class Record(ImagingMixin):
 
     def procedures(self, concept: str) -> list[Finding]:
         return [Finding(concept, self.mappings.label(concept), _ref(p), resource_date(p),
-                        polarity="positive", text=_code_text(p.get("code")) or "done")
+                        polarity="positive", text=code_text(p.get("code")) or "done")
                 for p in self._procedures.get(concept, ()) if self._usable(p)]
 
     # ----------------------------------------------------------------- medications
@@ -390,29 +375,13 @@ class Record(ImagingMixin):
                 if not self._check(request):
                     continue
                 seen.add(ref)
-                name = _code_text(request.get("medicationCodeableConcept")) or \
+                name = code_text(request.get("medicationCodeableConcept")) or \
                     self.mappings.label(member)
                 out.append(Finding(member, self.mappings.label(member), ref, when,
                                    polarity="positive", text=f"{name} ({request.get('status')})"))
         return out
 
     # ----------------------------------------------------------------- imaging
-def _about_another_patient(resource: dict[str, Any], patient_id: str) -> bool:
-    """True when ``subject``/``patient`` names a Patient other than the hook's patient.
-
-    References that do not name a Patient by id (``urn:uuid:``, contained, missing) never
-    exclude: a prefetch or a server may use them for the same patient.
-    """
-    for key in ("subject", "patient"):
-        value = resource.get(key)
-        if isinstance(value, dict) and value.get("reference") == f"Patient/{patient_id}":
-            return False  # the common case, without parsing the reference
-        kind, ident = reference_id(value)
-        if kind == "Patient" and ident is not None and ident != patient_id:
-            return True
-    return False
-
-
 def _reference_high(obs: dict[str, Any]) -> float | None:
     """The reference range's upper limit in the value's own unit (used by the ALP rule)."""
     for item in as_list(obs.get("referenceRange")):
@@ -425,7 +394,7 @@ def _reference_high(obs: dict[str, Any]) -> float | None:
 
 def _coded_text(obs: dict[str, Any], polarity: str) -> str:
     concept = obs.get("valueCodeableConcept")
-    text = _code_text(concept) if concept is not None else None
+    text = code_text(concept) if concept is not None else None
     if text:
         return text
     if isinstance(obs.get("valueString"), str):

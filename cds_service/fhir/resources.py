@@ -7,7 +7,7 @@ because resources come from outside and a bad one must be skipped, not crash a h
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -156,6 +156,54 @@ def subject_id(resource: dict[str, Any]) -> str | None:
         if ident is not None and kind in (None, "Patient"):
             return ident
     return None
+
+
+def is_about_another_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
+    """True when ``subject``/``patient`` names a Patient other than ``patient_id``.
+
+    References that do not name a Patient by id (``urn:uuid:``, contained, missing) never
+    count: a prefetch, a server or a draft-orders Bundle may use them for the same patient.
+    """
+    for key in ("subject", "patient"):
+        value = resource.get(key)
+        if isinstance(value, dict) and value.get("reference") == f"Patient/{patient_id}":
+            return False  # the common case, without parsing the reference
+        kind, ident = reference_id(value)
+        if kind == "Patient" and ident is not None and ident != patient_id:
+            return True
+    return False
+
+
+def code_text(concept: Any) -> str | None:
+    """How a CodeableConcept (or a list of them) reads to people: its text, else a display.
+
+    Examples: ``{"text": "Right TMA"}`` -> "Right TMA"; ``{"coding": [{"code": "x",
+    "display": "X"}]}`` -> "X"; ``{}`` -> None.
+    """
+    if isinstance(concept, dict) and isinstance(concept.get("text"), str) and concept["text"]:
+        return str(concept["text"])
+    for coding in codings(concept):
+        if isinstance(coding.get("display"), str) and coding["display"]:
+            return str(coding["display"])
+    return None
+
+
+def resolve_reference(holder: Mapping[str, Any], reference: Any,
+                      known: Mapping[str, Mapping[str, Any]],
+                      default_type: str) -> Mapping[str, Any] | None:
+    """The resource a Reference points at: contained in ``holder`` (``#id``), else in ``known``
+    (keyed ``Type/id`` and by full URL or ``urn:uuid``). None when it cannot be found.
+
+    Examples: ``{"reference": "#med1"}`` -> ``holder.contained`` entry ``med1``;
+    ``{"reference": "Medication/7"}`` -> ``known["Medication/7"]``.
+    """
+    kind, ident = reference_id(reference)
+    if ident is None:
+        return None
+    if ident.startswith("#"):
+        return next((c for c in as_list(holder.get("contained"))
+                     if isinstance(c, dict) and f"#{c.get('id')}" == ident), None)
+    return known.get(f"{kind or default_type}/{ident}") or known.get(str(reference["reference"]))
 
 
 def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
