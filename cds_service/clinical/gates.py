@@ -56,6 +56,20 @@ def vancomycin_missing(facts: Facts) -> list[str]:
     return missing
 
 
+def vancomycin_range_text(facts: Facts) -> str | None:
+    """"82 kg → **1,230–1,640 mg per dose**" (15–20 mg/kg of the latest weight), or None."""
+    dose = vancomycin_dose(facts)
+    if dose is None or facts.weight is None:
+        return None
+    return f"{facts.weight.shown_value()} → **{mg(dose[0])}–{mg(dose[1])} mg per dose**"
+
+
+def fixed_dosing_inappropriate(facts: Facts, renal_flag: bool) -> bool:
+    """Renal impairment or eGFR < 60: fixed 12-hourly vancomycin dosing is wrong. Rybak 2020."""
+    egfr_low = facts.egfr is not None and (facts.egfr.value or 0) < th.EGFR_FIXED_DOSING_CAUTION
+    return renal_flag or egfr_low
+
+
 def mg(value: float) -> str:
     """Format milligrams with a thousands separator: 1230.0 -> '1,230'."""
     return f"{round(value):,}"

@@ -11,6 +11,8 @@ from .orders import ORDERABLES, service_request
 from .rules import Assessment
 from .sources import ACR_2019, EANM_2024, IWGDF_2023, LLEWELLYN_2020, SHEHAB_2002, SVS_2016
 
+RECENT_DAYS = 28  # a test done this recently is not suggested again (clinical-rules.md §8)
+MRI_QUESTION = "Osteomyelitis versus heterotopic ossification or post-surgical change"
 ALL_IMAGING = ("foot-radiograph", "foot-mri", "foot-ct", "three-phase-bone-scan",
                "leukocyte-scan", "fdg-pet")
 
@@ -33,7 +35,7 @@ def t_xr(a: Assessment, patient_id: str) -> list[Suggestion]:
     ACR 2019 variant 1 (rating 9)."""
     if a.osteomyelitis == "confirmed" or "early-postoperative" in a.flags:
         return []
-    if _done(a, ("foot-radiograph",), 28):
+    if _done(a, ("foot-radiograph",), RECENT_DAYS):
         return []
     return [_suggest("xr", "T-XR", patient_id, a.facts.record.side,
                      "Osteomyelitis or heterotopic ossification at the amputation stump; compare "
@@ -61,22 +63,26 @@ def t_mri_alt(a: Assessment, patient_id: str) -> list[Suggestion]:
     wound = a.facts.has_wound
     wanted = a.osteomyelitis == "possible" or (
         a.osteomyelitis == "indeterminate" and wound and "early-postoperative" not in a.flags)
-    if not wanted or _done(a, ("foot-mri",), 28):
+    if not wanted or _done(a, ("foot-mri",), RECENT_DAYS):
         return []
-    side = a.facts.record.side
-    renal = "renal-impairment" in a.flags
-    question = "Osteomyelitis versus heterotopic ossification or post-surgical change"
-    out = [_suggest("mri-plain" if renal else "mri", "T-MRI", patient_id, side, question,
-                    recommended=True,
-                    note="Without contrast: renal impairment" if renal else None)]
+    out = [t_mri(a, patient_id, recommended=True)]
     alternatives = [("wbc-spect", "leukocyte-scan"), ("pet", "fdg-pet"),
                     ("bone-scan", "three-phase-bone-scan")]
     for key, kind in alternatives:
-        if not _done(a, (kind,), 28):
-            out.append(_suggest(key, "T-ALT", patient_id, side,
-                                question + " (when MRI is contraindicated or non-diagnostic)",
+        if not _done(a, (kind,), RECENT_DAYS):
+            out.append(_suggest(key, "T-ALT", patient_id, a.facts.record.side,
+                                MRI_QUESTION + " (when MRI is contraindicated or non-diagnostic)",
                                 recommended=False))
     return out
+
+
+def t_mri(a: Assessment, patient_id: str, recommended: bool | None = None) -> Suggestion:
+    """The T-MRI order itself: MRI foot without and with contrast (CPT 73720), or without
+    contrast (73718) with renal impairment (gadolinium practice, B)."""
+    renal = "renal-impairment" in a.flags
+    return _suggest("mri-plain" if renal else "mri", "T-MRI", patient_id, a.facts.record.side,
+                    MRI_QUESTION, recommended=recommended,
+                    note="Without contrast: renal impairment" if renal else None)
 
 
 def t_bc(a: Assessment, patient_id: str) -> list[Suggestion]:

@@ -34,13 +34,15 @@ from . import facts as th
 from .draft_orders import DraftOrder, DraftOrders
 from .gates import (
     NSAID_MEDICATION_GATES,
+    fixed_dosing_inappropriate,
     mg,
     nsaid_gate_failures,
     vancomycin_dose,
     vancomycin_missing,
+    vancomycin_range_text,
 )
-from .nexttests import t_bx, t_scan_ho
-from .orders import ORDERABLES, service_request
+from .nexttests import RECENT_DAYS, t_bx, t_mri, t_scan_ho
+from .patient_view import DISCLAIMER
 from .rules import Assessment
 from .sources import (
     ACR_2019,
@@ -60,8 +62,6 @@ from .sources import (
 )
 
 KIND = "order-check"
-DISCLAIMER = ("*Decision support, not a diagnosis: weigh it against the examination and local "
-              "protocols.*")
 # Override reasons (CDS Hooks 2.0 Coding; display is required). Codes are the project's own.
 OVERRIDE = {
     "clinically-unstable": "Clinically unstable",
@@ -80,8 +80,6 @@ REASONS = {
     "O-VANC": ("pharmacy-dosing", "clinically-unstable"),
     "O-SCAN": ("mri-contraindicated", "benefit-outweighs-risk", "patient-declined"),
 }
-MRI_RECENT_DAYS = 28  # T-MRI: no foot MRI in 28 days (clinical-rules.md §8)
-MRI_QUESTION = "Osteomyelitis versus heterotopic ossification or post-surgical change"
 
 
 def _card(rule: str, summary: str, indicator: str, lines: Sequence[str], a: Assessment,
@@ -234,8 +232,7 @@ def o_vanc(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
         missing = vancomycin_missing(facts)
         dose_range = vancomycin_dose(facts)
         weight = facts.weight.shown_value() if facts.weight else None
-        range_text = (f"{weight} → **{mg(dose_range[0])}–{mg(dose_range[1])} mg per dose**"
-                      if dose_range and weight else None)
+        range_text = vancomycin_range_text(facts)
         written = _dose_text(order)
         per_kg = _per_kg(order, facts)
         lines = [f"Draft order: **{order.label}**, dose per administration {written}."]
@@ -269,8 +266,7 @@ def o_vanc(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
                                  f"illness. *({RYBAK_2020.cite()}, B)*")
         lines.append("Use AUC-guided dosing (target AUC 400–600 mg·h/L) with pharmacy. "
                      f"*({RYBAK_2020.cite()})*")
-        egfr_low = facts.egfr is not None and (facts.egfr.value or 0) < th.EGFR_FIXED_DOSING_CAUTION
-        if "renal-impairment" in a.flags or egfr_low:
+        if fixed_dosing_inappropriate(facts, "renal-impairment" in a.flags):
             lines.append("Renal function is reduced: fixed 12-hourly dosing is inappropriate. "
                          f"*({RYBAK_2020.cite()})*")
         lines.append(_state(a))
@@ -299,20 +295,15 @@ def _per_kg(order: DraftOrder, facts: th.Facts) -> float | None:
 
 
 def _mri_suggestion(a: Assessment, patient_id: str, scan: DraftOrder) -> Suggestion:
-    """Delete the draft scan and create the T-MRI order (the same order as patient-view T-MRI:
-    without contrast with renal impairment; gadolinium practice, B)."""
-    renal = "renal-impairment" in a.flags
-    key = "mri-plain" if renal else "mri"
+    """Delete the draft scan and create the T-MRI order: the very order patient-view suggests."""
+    mri = t_mri(a, patient_id)
     side = a.facts.record.side
-    resource = service_request(key, patient_id, side, MRI_QUESTION,
-                               "Without contrast: renal impairment" if renal else None)
-    label = ORDERABLES[key].label
-    codes = tuple(f"{c['system']}|{c['code']}" for c in resource["code"]["coding"])
+    label = mri.label.removeprefix("Order ").removesuffix(f" ({side} foot)")
     return Suggestion(
         f"Replace the bone scan with {label}" + (f" ({side} foot)" if side else ""),
         (Action("delete", f"Remove draft order {scan.ref} ({scan.label})", resource_id=scan.ref),
-         Action("create", f"Draft order: {label}", resource)),
-        None, "T-MRI", codes)
+         *mri.actions),
+        None, "T-MRI", mri.codes)
 
 
 def o_scan(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> list[CardSpec]:
@@ -327,7 +318,7 @@ def o_scan(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
         return []
     if t_scan_ho(a, patient_id):
         return []
-    if a.facts.record.imaging_reports(("foot-mri",), MRI_RECENT_DAYS):
+    if a.facts.record.imaging_reports(("foot-mri",), RECENT_DAYS):
         return []
     cards = []
     for scan in scans:

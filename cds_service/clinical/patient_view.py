@@ -8,7 +8,12 @@ from typing import Any
 
 from ..cards import Action, CardSpec, Suggestion, table
 from . import facts as th
-from .gates import mg, nsaid_gate_failures, vancomycin_dose, vancomycin_missing
+from .gates import (
+    fixed_dosing_inappropriate,
+    nsaid_gate_failures,
+    vancomycin_missing,
+    vancomycin_range_text,
+)
 from .nexttests import probe_to_bone_advice, t_bc, t_bx, t_lab, t_mri_alt, t_scan_ho, t_xr
 from .orders import indomethacin_request
 from .record import Finding
@@ -242,19 +247,17 @@ def om_management(a: Assessment) -> CardSpec | None:
         "margins **a short course (days)**. Tailor to the bone culture; oral step-down is "
         "acceptable. *(IWGDF/IDSA 2023, B)*",
     ]
-    dose = vancomycin_dose(f)
+    dose = vancomycin_range_text(f)
     missing = vancomycin_missing(f)
     empiric = "Empiric regimen if needed: vancomycin 15–20 mg/kg IV every 12 h plus ceftriaxone " \
               "2 g IV daily"
     if dose and not missing:
-        lines.append(f"{empiric}: {f.weight.shown_value() if f.weight else ''} → "
-                     f"**{mg(dose[0])}–{mg(dose[1])} mg per dose** of vancomycin. Use AUC-guided "
-                     "dosing (target AUC 400–600 mg·h/L) with pharmacy. *(Rybak 2020)*")
+        lines.append(f"{empiric}: {dose} of vancomycin. Use AUC-guided dosing (target AUC "
+                     "400–600 mg·h/L) with pharmacy. *(Rybak 2020)*")
     else:
         lines.append(f"{empiric}. No vancomycin dose shown: " + "; ".join(missing)
                      + ". *(Rybak 2020)*")
-    egfr_low = f.egfr is not None and (f.egfr.value or 0) < th.EGFR_FIXED_DOSING_CAUTION
-    if "renal-impairment" in a.flags or egfr_low:
+    if fixed_dosing_inappropriate(f, "renal-impairment" in a.flags):
         lines.append("Renal function is reduced: fixed 12-hourly vancomycin dosing is "
                      "inappropriate; dose by AUC with pharmacy. *(Rybak 2020)*")
     if "recent-antibiotics" in a.flags:
