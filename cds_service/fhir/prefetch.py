@@ -94,10 +94,15 @@ class ResolvedData:
         return [r for rs in self.resources.values() for r in rs]
 
 
-def _has_outcome(value: dict[str, Any]) -> bool:
-    if value.get("resourceType") == "OperationOutcome":
-        return True
-    return any(r.get("resourceType") == "OperationOutcome" for r in bundle_resources(value))
+def _prefetched(value: Any) -> list[dict[str, Any]] | None:
+    """The resources a prefetched value holds, or None when it is no usable answer (not a FHIR
+    resource, or an OperationOutcome alone or inside a Bundle)."""
+    if not isinstance(value, dict) or not value.get("resourceType"):
+        return None
+    resources = bundle_resources(value) if value["resourceType"] == "Bundle" else [value]
+    if any(r.get("resourceType") == "OperationOutcome" for r in resources):
+        return None
+    return resources
 
 
 def _is_allowed(server: str, allowed: Collection[str]) -> bool:
@@ -123,15 +128,13 @@ def resolve(
     to_page: dict[str, dict[str, Any]] = {}
     for key, template in templates.items():
         value = request.prefetch.get(key, ...)
+        resources = None if value is None else _prefetched(value)
         if value is None:
             data.resources[key] = []
-        elif isinstance(value, dict) and value.get("resourceType") and not _has_outcome(value):
-            if value["resourceType"] == "Bundle":
-                data.resources[key] = bundle_resources(value)
-                if next_link(value):
-                    to_page[key] = value
-            else:
-                data.resources[key] = [value]
+        elif resources is not None:
+            data.resources[key] = resources
+            if value["resourceType"] == "Bundle" and next_link(value):
+                to_page[key] = value
         else:
             url = render(template, request.context)
             if url is None:
