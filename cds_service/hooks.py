@@ -82,10 +82,14 @@ class Registry:
     def has_service(self, service_id: str) -> bool:
         return any(sid == service_id for sid, _ in self._services)
 
-    def lookup(self, service_id: str, hook: str) -> HookService:
-        """Return the service for (id, hook): 404 for an unknown id, 400 for a hook it lacks."""
+    def require(self, service_id: str) -> None:
+        """:raises UnknownService: no service has this id (404, before the body is read)."""
         if not self.has_service(service_id):
             raise UnknownService(f"no CDS service with id {service_id!r}", where="url")
+
+    def lookup(self, service_id: str, hook: str) -> HookService:
+        """Return the service for (id, hook): 404 for an unknown id, 400 for a hook it lacks."""
+        self.require(service_id)
         service = self._services.get((service_id, hook))
         if service is None:
             served = ", ".join(sorted(h for sid, h in self._services if sid == service_id))

@@ -9,7 +9,6 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
-from ..errors import UnknownService
 from ..feedback.model import parse_feedback
 from ..logs import LOGGER_NAME, log_event
 from .body import read_json_body
@@ -30,8 +29,7 @@ def post_feedback(service_id: str) -> Response:
     """
     rt = runtime()
     started = time.perf_counter()
-    if not rt.registry.has_service(service_id):
-        raise UnknownService(f"no CDS service with id {service_id!r}", where="url")
+    rt.registry.require(service_id)
     items = parse_feedback(read_json_body(request, rt.settings.max_body_bytes))
     fields: dict[str, Any] = {"service": service_id, "items": len(items)}
     try:

@@ -8,11 +8,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from ..errors import UnknownService
+from ..errors import CdsError
 from ..hooks import parse_request, peek_hook
 from ..logs import LOGGER_NAME, log_event, pseudonym
 from ..runtime import Runtime
 from .body import read_json_body
+from .error_handlers import status_for
 
 bp = Blueprint("cds", __name__)
 log = logging.getLogger(LOGGER_NAME)
@@ -39,8 +40,7 @@ def invoke(service_id: str) -> Response:
     fields: dict[str, Any] = {"service": service_id}
     status = 500
     try:
-        if not rt.registry.has_service(service_id):
-            raise UnknownService(f"no CDS service with id {service_id!r}", where="url")
+        rt.registry.require(service_id)
         body = read_json_body(request, rt.settings.max_body_bytes)
         hook = peek_hook(body)
         fields["hook"] = hook
@@ -63,7 +63,4 @@ def invoke(service_id: str) -> Response:
 
 
 def _status_of(exc: Exception) -> int:
-    from ..errors import CdsError
-    from .error_handlers import status_for
-
     return status_for(exc) if isinstance(exc, CdsError) else 500
