@@ -33,7 +33,7 @@ class Runtime:
     registry: Registry
     session: requests.Session = field(default_factory=make_session)
     verifier: Any = None
-    feedback: Any = None
+    feedback: CardSink | None = None
     clock: Any = None  # a callable returning an aware datetime; None means the real clock
 
     def now(self) -> datetime:
