@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service import create_app
 from cds_service.commands.dev_token import mint_token, public_jwk
+from tests.test_auth import craft  # hand-made JWTs, one copy
 
 ISS = "https://ehr.example.org"
 OTHER_ISS = "https://other-ehr.example.org"
@@ -81,16 +81,6 @@ def hook_body(fhir_server: str) -> dict[str, Any]:
                               "expires_in": 300, "scope": "patient/*.read", "subject": "cds"},
         "context": {"userId": "Practitioner/1", "patientId": "p1"},
     }
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def craft(header: dict[str, Any], payload: dict[str, Any], sign: Any = None) -> str:
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
-    signature = sign(signing_input.encode("ascii")) if sign else b""
-    return f"{signing_input}.{b64(signature)}"
 
 
 def now_claims(**overrides: Any) -> dict[str, Any]:
