@@ -15,6 +15,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from fixtures.build import NOW  # noqa: E402
+from tests.support.browser import browser  # noqa: E402, F401  (the shared Chromium fixture)
 
 RECORDS = ROOT / "fixtures" / "records"
 CLOCK = NOW.replace(tzinfo=UTC)  # the moment every fixture record describes

@@ -5,4 +5,5 @@ set -euo pipefail
 # PostgreSQL for tests/test_feedback_postgres.py (quick no-op once installed; never fails).
 bash tests/support/postgres.sh install
 bash tests/support/fhir-server.sh install || echo "warning: sekmet-fhir not installed; tests/integration will be skipped" >&2
+bash tests/support/browser.sh install
 exit 0
