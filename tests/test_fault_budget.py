@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import struct
 import threading
@@ -83,7 +84,7 @@ DRIP_FOR = 10.0  # the stub gives up dripping after this: a regression fails, it
 
 
 WHY = {  # what the 412 says for each fault
-    "hang": "did not answer within 1.0 s", "drip": "answer came too slowly",
+    "hang": "did not answer within", "drip": "answer came too slowly",
     "elsewhere": "next link points to another server", "500": "answered HTTP 500",
     "502": "answered HTTP 502", "503": "answered HTTP 503", "text": "not JSON",
     "html": "not JSON", "json-not-fhir": "JSON that is not a FHIR resource",
@@ -389,6 +390,16 @@ def test_odd_but_wellformed_answers_give_cards(
     still_works(client, stub, record, expected)
 
 
+TIMED_OUT = re.compile(r"did not answer within|came too slowly|time budget")
+
+
+def _reasons(diagnostics: str) -> dict[str, str]:
+    """``required data ... (conditions: why; reports: why)`` -> {"conditions": "why", ...}."""
+    assert diagnostics.startswith("required data was neither prefetched nor fetchable (")
+    inner = diagnostics.split("(", 1)[1].removesuffix(")")
+    return dict(part.split(": ", 1) for part in inner.split("; "))
+
+
 def _pool_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
 
@@ -406,11 +417,16 @@ def test_the_hook_answers_by_its_deadline_even_while_a_read_is_blocked(
 
     status, body, elapsed = post(client, fetching(stub, record))
 
-    assert elapsed < BUDGET + 0.4, f"the hook took {elapsed:.2f} s"
+    # A blocked read lasts until about 3 s: answering before 2.8 s proves the hook did not wait.
+    assert elapsed < BUDGET + 0.8, f"the hook took {elapsed:.2f} s"
     assert status == 412, body
-    diagnostics = body["issue"][0]["diagnostics"]
-    assert "conditions: FHIR server did not answer within 1.0 s" in diagnostics
-    assert "reports: FHIR server did not answer within the hook's time budget" in diagnostics
+    # Every required search fails for lack of time. Which words say so depends on how far each
+    # worker got when the clock ran out (a race: "did not answer within 1.0 s", "... within the
+    # hook's time budget", "came too slowly", "budget ... used up"), so only that is asserted.
+    reasons = _reasons(body["issue"][0]["diagnostics"])
+    assert set(reasons) == {"conditions", "procedures", "observations", "reports"}, reasons
+    for key, reason in reasons.items():
+        assert TIMED_OUT.search(reason), f"{key}: {reason}"
     give_up = time.monotonic() + 2 * TIMEOUT + 1
     while _pool_threads() and time.monotonic() < give_up:
         time.sleep(0.05)

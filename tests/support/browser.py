@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.support.services import require_service
+
 CHROMIUM = Path(os.environ.get("CDS_TEST_CHROMIUM", "/usr/bin/chromium"))
 # Flags for a root, headless Chromium on a closed network (no background connections).
 CHROMIUM_ARGS = [
@@ -37,10 +39,7 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def _missing(reason: str) -> None:
-    message = f"{reason}; install it with `bash tests/support/browser.sh install` (root, apt-get)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    require_service("Chromium", reason, "bash tests/support/browser.sh install (root, apt-get)")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 # A throw-away PostgreSQL server on 127.0.0.1 for tests/test_feedback_postgres.py (Debian packages).
 #
 #   postgres.sh install            install Debian's postgresql if no server binaries are present
-#                                  (quick no-op when they are; never fails: the tests then skip)
+#                                  (quick no-op when they are); exits 1 if it cannot, and
+#                                  start-services.sh decides (tests/support/require.sh: fatal
+#                                  under CI, a warning and skipped tests locally)
 #   postgres.sh start [PORT]       initdb a cluster in a new temp folder, start it on
 #                                  127.0.0.1:PORT (default 54329), create database "cds"; prints
 #                                  "dir=FOLDER" and "url=postgresql://cds@127.0.0.1:PORT/cds"
@@ -51,18 +53,18 @@ cmd_install() {
     fi
     if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
         echo "postgres.sh: PostgreSQL is not installed and cannot be installed here" \
-             "(needs root and apt-get); its tests will be skipped" >&2
-        return 0
+             "(needs root and apt-get)" >&2
+        return 1
     fi
     echo "postgres.sh: installing Debian's postgresql package"
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
             --no-install-recommends postgresql >/dev/null; }; then
-        echo "postgres.sh: apt-get install postgresql failed; its tests will be skipped" >&2
-        return 0
+        echo "postgres.sh: apt-get install postgresql failed" >&2
+        return 1
     fi
     # Debian starts a cluster of its own on 5432 when it can; the tests do not use it.
-    find_bindir >/dev/null && echo "postgres.sh: installed in $(find_bindir)"
-    return 0
+    find_bindir >/dev/null || { echo "postgres.sh: installed, but no server binaries found" >&2; return 1; }
+    echo "postgres.sh: installed in $(find_bindir)"
 }
 
 cmd_start() {
