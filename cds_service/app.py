@@ -14,6 +14,7 @@ from flask import Flask
 from . import web
 from .auth import build_verifier
 from .config import load_settings
+from .db import Database
 from .feedback.store import FeedbackStore
 from .logs import LOGGER_NAME, configure_logging, log_event
 from .runtime import Runtime
@@ -32,8 +33,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, clock: Any = Non
     settings = load_settings(overrides=test_config, environ=os.environ)
     configure_logging(settings.log_format)
     registry = build_registry(settings)
-    rt = Runtime(settings=settings, registry=registry, verifier=build_verifier(settings),
-                 feedback=FeedbackStore(settings.database_url), clock=clock)
+    database = Database(settings.database_url)  # one per process, shared by every store
+    rt = Runtime(settings=settings, registry=registry,
+                 verifier=build_verifier(settings, database),
+                 feedback=FeedbackStore(database), database=database, clock=clock)
     if not settings.auth_required:
         log_event(log, logging.WARNING, "auth.disabled",
                   note="CDS_AUTH_REQUIRED=false: any caller is trusted; local trial only")

@@ -45,6 +45,8 @@ from .logs import LOGGER_NAME, log_event
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .db import Database
+    from .replay_cache import DatabaseReplayCache
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -333,14 +335,12 @@ class TrustStore:
 
 
 class ReplayCache:
-    """The ``jti`` values already accepted, each remembered until its token expires.
+    """The ``jti`` values already accepted, each remembered until its token expires, in memory.
 
-    Thread-safe: one lock guards it, so all worker threads of one process share it. It is **per
-    process**: with several gunicorn worker processes, or several hosts, each has its own cache,
-    and a captured token could be replayed once per process within its lifetime. Closing that
-    gap needs a store shared by all processes with an atomic "insert if absent", such as a unique
-    ``(iss, jti)`` table in the feedback database (PostgreSQL when there are several instances)
-    or Redis ``SET key 1 NX EXAT exp``.
+    Thread-safe, but **per process**: with several gunicorn workers or instances each would have
+    its own, and a captured token could be replayed once per process. The service therefore uses
+    :class:`~cds_service.replay_cache.DatabaseReplayCache` (same ``remember``), kept in the shared
+    database; this one serves a verifier built without a database (tests, tools).
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -493,7 +493,7 @@ class TokenVerifier:
         http_timeout: float = 3.0,
         clock: Callable[[], float] = time.time,
         session: requests.Session | None = None,
-        replay: ReplayCache | None = None,
+        replay: ReplayCache | DatabaseReplayCache | None = None,
         refetch_interval: float = 60.0,
         jwks_max_age: float = 3600.0,
     ) -> None:
@@ -643,8 +643,11 @@ def audience_for(public_url: str | None, request_url_without_query: str, path: s
     return request_url_without_query
 
 
-def build_verifier(settings: Settings) -> TokenVerifier | None:
+def build_verifier(settings: Settings, database: Database | None = None) -> TokenVerifier | None:
     """Return the verifier the settings ask for: ``None`` when authentication is off.
+
+    With ``database`` the ``jti`` replay cache lives there, shared by every worker and instance
+    on it; without, in this process only.
 
     :raises ConfigError: auth is on without a trusted-issuers file, or the file is broken.
     """
@@ -661,4 +664,8 @@ def build_verifier(settings: Settings) -> TokenVerifier | None:
         log_event(log, logging.WARNING, "auth.public_url_unset",
                   note="CDS_PUBLIC_URL is not set: the aud check uses the scheme and Host header "
                        "of each request; set it to the service's external base URL in production")
-    return TokenVerifier(trust)
+    if database is None:
+        return TokenVerifier(trust)
+    from .replay_cache import DatabaseReplayCache
+
+    return TokenVerifier(trust, replay=DatabaseReplayCache(database))

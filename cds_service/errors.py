@@ -9,6 +9,7 @@ The tree (the web layer's ``error_handlers`` is the only place that turns these 
       x MissingData             – required data neither prefetched nor fetchable  → 412
       x PayloadTooLarge         – body over CDS_MAX_BODY_BYTES                    → 413
       x UnsupportedMediaType    – body is not JSON                                → 415
+      x Unavailable             – the shared database cannot be used right now    → 503
     * FhirServerError           – the EHR's FHIR server could not give us data (internal;
                                   becomes MissingData for required data, a note otherwise)
     * StartupError              – configuration or a mapping file is broken; the process stops
@@ -53,6 +54,10 @@ class PayloadTooLarge(CdsError):
 
 class UnsupportedMediaType(CdsError):
     """The request body is not declared as JSON."""
+
+
+class Unavailable(CdsError):
+    """The shared database could not be used; nothing was done, the client may retry."""
 
 
 class FhirServerError(Exception):

@@ -34,6 +34,7 @@ class Runtime:
     session: requests.Session = field(default_factory=make_session)
     verifier: Any = None
     feedback: CardSink | None = None
+    database: Any = None  # the process's cds_service.db.Database (readiness, metrics)
     clock: Any = None  # a callable returning an aware datetime; None means the real clock
 
     def now(self) -> datetime:

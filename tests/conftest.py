@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -85,3 +89,57 @@ def hook_body(prefetch: dict[str, Any] | None = None, **extra: Any) -> dict[str,
         body["prefetch"] = prefetch
     body.update(extra)
     return body
+
+
+# ----- PostgreSQL: one throw-away cluster per session (tests/support/postgres.sh) ---------------
+
+PG_SCRIPT = Path(__file__).resolve().parent / "support" / "postgres.sh"
+PG_PORT = 54329
+PG_PORT_ATTEMPTS = 3
+BASH = shutil.which("bash") or "/bin/bash"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Start PostgreSQL on 127.0.0.1 (port 54329 unless taken) with a database ``cds``.
+
+    Engineers and CI jobs on one machine race for ports (checked free, taken before the server
+    binds it): a start that fails for its listen socket is tried again on another free port."""
+    from tests.support.services import require_service
+
+    how = "apt-get install postgresql (as root), or bash tests/support/postgres.sh install"
+    port = PG_PORT if _port_free(PG_PORT) else _free_port()
+    for _attempt in range(PG_PORT_ATTEMPTS):
+        try:
+            done = subprocess.run([BASH, str(PG_SCRIPT), "start", str(port)],
+                                  capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            require_service("PostgreSQL", f"could not be started: {exc}", how)
+            raise
+        if done.returncode == 0 or "listen socket" not in done.stderr:
+            break
+        port = _free_port()
+    if done.returncode != 0:
+        reason = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}")
+        require_service("PostgreSQL", f"could not be started: {reason.splitlines()[-1]}", how)
+    values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    try:
+        yield values["url"]
+    finally:
+        subprocess.run([BASH, str(PG_SCRIPT), "stop", values["dir"]],
+                       capture_output=True, timeout=60, check=False)

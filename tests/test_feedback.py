@@ -452,7 +452,7 @@ def test_unusable_database_urls_stop_start_up(url: str, message: str) -> None:
 
 
 def test_postgres_urls_use_psycopg() -> None:
-    from cds_service.feedback.store import _normalise_url
+    from cds_service.db import normalise_url as _normalise_url
 
     for raw in ("postgresql://u@h/db", "postgres://u@h/db", "postgresql+psycopg://u@h/db"):
         url, memory = _normalise_url(raw)

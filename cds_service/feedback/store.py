@@ -1,6 +1,7 @@
 """Durable feedback storage behind ``CDS_DATABASE_URL``: SQLite (default) or PostgreSQL.
 
-Two tables (SQLAlchemy Core, created or migrated at start-up):
+Two tables (SQLAlchemy Core, on the shared :mod:`cds_service.db` schema, created or migrated at
+start-up):
 
 - ``issued_cards``: one row per card uuid the service returned (service, kind, rule ids,
   indicator, suggestion uuids, time). Nothing that identifies a patient.
@@ -17,7 +18,7 @@ loss); a normal stop (``SIGTERM`` to gunicorn, interpreter exit) flushes them. F
 card is still stored, and reported under the kind ``unknown``.
 
 Several processes may share one SQLite file: every write transaction starts with
-``BEGIN IMMEDIATE`` and waits up to ``busy_timeout`` (5 s) for the write lock.
+``BEGIN IMMEDIATE`` and waits up to ``busy_timeout`` (5 s) for the write lock (:mod:`..db`).
 """
 
 from __future__ import annotations
@@ -30,74 +31,42 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
-    Engine,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
     case,
-    create_engine,
-    event,
     func,
     select,
-    text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.engine import Connection, Engine
 
-from ..errors import ConfigError, StartupError
+from ..db import (  # noqa: F401 (schema names re-exported for the store's callers and tests)
+    SCHEMA_VERSION,
+    Database,
+    UtcDateTime,
+    metadata,
+    normalise_url,
+    schema_version,
+)
 from ..logs import LOGGER_NAME, log_event
 from .model import FeedbackItem
 
 log = logging.getLogger(LOGGER_NAME)
 
-SCHEMA_VERSION = 1
 UNKNOWN_KIND = "unknown"
-_PG_LOCK_KEY = 0x0CD5F33D  # pg_advisory_xact_lock key that serialises schema set-up
 _IN_CHUNK = 500  # uuids per "IN (...)" lookup
 
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """An aware datetime stored as naive UTC (same text in SQLite, ``timestamp`` in PostgreSQL)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("UtcDateTime needs an aware datetime")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-metadata = MetaData()
-
-schema_version = Table(
-    "schema_version", metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("applied_at", UtcDateTime, nullable=False),
-)
 
 issued_cards = Table(
     "issued_cards", metadata,
@@ -130,11 +99,6 @@ feedback = Table(
     UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_outcome"),
     Index("ix_feedback_outcome_timestamp", "outcome_timestamp"),
 )
-
-# Version -> function(connection) bringing the schema from version-1 up to it. Add entries here;
-# never edit an applied one.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
-
 
 @dataclass(frozen=True)
 class StoreResult:
@@ -175,7 +139,8 @@ class ReportRow:
 class FeedbackStore:
     """Issued cards and feedback in one database; thread-safe, one per process.
 
-    :param url: a SQLAlchemy URL: ``sqlite:///path.db``, ``sqlite://`` (in memory, for tests),
+    :param database: the process's :class:`~cds_service.db.Database` (the app shares one), or a
+        URL for a store of its own: ``sqlite:///path.db``, ``sqlite://`` (in memory, for tests),
         ``postgresql://user:pw@host/db`` (run through psycopg 3).
     :param background: write issued cards from a background thread; default: yes, except for
         in-memory SQLite.
@@ -184,23 +149,24 @@ class FeedbackStore:
     :raises StartupError: the database's schema is newer than this code.
     """
 
-    def __init__(self, url: str, *, background: bool | None = None,
+    def __init__(self, database: Database | str, *, background: bool | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
-        self._url, memory = _normalise_url(url)
-        self._engine = _make_engine(self._url, memory)
+        self._owns_db = not isinstance(database, Database)
+        self.db = Database(database) if isinstance(database, str) else database
         self._clock = clock or (lambda: datetime.now(UTC))
-        # One in-memory SQLite connection is shared by every thread: take turns.
-        self._guard: AbstractContextManager[Any] = threading.Lock() if memory else nullcontext()
         self._closed = False
-        _ensure_schema(self._engine)
         if background is None:
-            background = not memory
+            background = not self.db.in_memory
         self._writer = _CardWriter(self._write_cards) if background else None
         _OPEN_STORES.add(self)
 
     @property
     def dialect(self) -> str:
-        return self._engine.dialect.name
+        return self.db.dialect
+
+    @property
+    def _engine(self) -> Engine:
+        return self.db.engine
 
     # ----- the hook path ----------------------------------------------------------------------
 
@@ -233,11 +199,11 @@ class FeedbackStore:
         received = self._clock()
         # RETURNING tells new rows from duplicates the same way on every backend (rowcount
         # does not: SQLAlchemy's implicit RETURNING hides it on psycopg).
-        stmt = _insert(self._engine, feedback).on_conflict_do_nothing(
+        stmt = self.db.insert(feedback).on_conflict_do_nothing(
             index_elements=["card_uuid", "outcome", "outcome_timestamp"]
         ).returning(feedback.c.id)
         stored = 0
-        with self._guard, self._engine.begin() as conn:
+        with self.db.begin() as conn:
             issued = _issued_among(conn, {item.card for item in items})
             for item in items:
                 row = _feedback_row(service_id, item, received, item.card in issued)
@@ -277,8 +243,7 @@ class FeedbackStore:
             issued_q = issued_q.where(issued_cards.c.issued_at >= since)
             outcome_q = outcome_q.where(feedback.c.outcome_timestamp >= since)
             reason_q = reason_q.where(feedback.c.outcome_timestamp >= since)
-        with self._guard, self._engine.connect().execution_options(cds_read_only=True) as conn, \
-                conn.begin():
+        with self.db.read() as conn:
             issued_rows = conn.execute(issued_q).all()
             outcome_rows = conn.execute(outcome_q).all()
             reason_rows = conn.execute(reason_q).all()
@@ -293,17 +258,15 @@ class FeedbackStore:
         self._closed = True
         if self._writer is not None:
             self._writer.close()
-        self._engine.dispose()
+        if self._owns_db:
+            self.db.close()
         _OPEN_STORES.discard(self)
 
     def _write_cards(self, rows: list[dict[str, Any]]) -> None:
-        stmt = _insert(self._engine, issued_cards).on_conflict_do_nothing(index_elements=["uuid"])
-        with self._guard, self._engine.begin() as conn:
+        stmt = self.db.insert(issued_cards).on_conflict_do_nothing(index_elements=["uuid"])
+        with self.db.begin() as conn:
             conn.execute(stmt, rows)
 
-    def _after_fork(self) -> None:
-        # Pooled connections belong to the parent process; never use them in the child.
-        self._engine.dispose(close=False)
 
 
 def card_row(service_id: str, card: Any, now: datetime) -> dict[str, Any] | None:
@@ -342,82 +305,6 @@ def card_row(service_id: str, card: Any, now: datetime) -> dict[str, Any] | None
 
 
 # ===== Implementation details ===================================================================
-
-
-def _normalise_url(raw: str) -> tuple[URL, bool]:
-    """Parse the URL, send PostgreSQL through psycopg 3, and say whether it is in-memory SQLite."""
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        raise ConfigError("CDS_DATABASE_URL is not a database URL (expected sqlite:///PATH "
-                          "or postgresql://USER@HOST/DB)") from None
-    backend = url.drivername.split("+", 1)[0]
-    if backend in {"postgresql", "postgres"}:
-        if backend == "postgres" or "+" not in url.drivername:
-            url = url.set(drivername="postgresql+psycopg")
-        return url, False
-    if backend != "sqlite":
-        raise ConfigError(f"CDS_DATABASE_URL must be a sqlite or postgresql URL, not {backend}://")
-    database = url.database or ""
-    memory = database in {"", ":memory:"} or url.query.get("mode") == "memory"
-    if not memory and not database.startswith("file:"):
-        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-    return url, memory
-
-
-def _make_engine(url: URL, memory: bool) -> Engine:
-    if url.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    if memory:
-        engine = create_engine(url, poolclass=StaticPool,
-                               connect_args={"check_same_thread": False})
-    else:
-        engine = create_engine(url, connect_args={"timeout": 5.0})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's BEGIN (below) decide transactions, not the sqlite3 module.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=5000")
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # IMMEDIATE takes the write lock up front (waiting busy_timeout for it), so two processes
-        # never both hold a read lock and then fail to upgrade it.
-        read_only = conn.get_execution_options().get("cds_read_only", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
-
-
-def _insert(engine: Engine, table: Table) -> Any:
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
-def _ensure_schema(engine: Engine) -> None:
-    """Create the tables or migrate them, once even when several processes start together."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        metadata.create_all(conn)
-        current = conn.execute(select(func.max(schema_version.c.version))).scalar()
-        if current is None:
-            conn.execute(schema_version.insert(),
-                         {"version": SCHEMA_VERSION, "applied_at": datetime.now(UTC)})
-            return
-        if current > SCHEMA_VERSION:
-            raise StartupError(f"the feedback database has schema version {current}, newer than "
-                               f"this service's {SCHEMA_VERSION}; upgrade the service")
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version](conn)
-            conn.execute(schema_version.insert(),
-                         {"version": version, "applied_at": datetime.now(UTC)})
 
 
 def _issued_among(conn: Connection, uuids: Iterable[str]) -> set[str]:
@@ -589,10 +476,3 @@ def _close_open_stores() -> None:
         except Exception:  # noqa: S110 - exiting anyway; nothing left to tell
             pass
 
-
-def _after_fork_in_child() -> None:
-    for store in list(_OPEN_STORES):
-        store._after_fork()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,9 +20,11 @@ STATUS = {
     errors.MissingData: 412,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
+    errors.Unavailable: 503,
 }
 ISSUE_CODE = {400: "invalid", 401: "security", 404: "not-found", 405: "not-supported",
-              412: "incomplete", 413: "too-costly", 415: "structure", 500: "exception"}
+              412: "incomplete", 413: "too-costly", 415: "structure", 500: "exception",
+              503: "transient"}
 
 # A 401 never tells the caller why (cds-hooks best practices): the reason goes to the log.
 UNAUTHORIZED = "the request could not be authenticated"
@@ -58,6 +60,10 @@ def init_app(app: Flask) -> None:
         if status == 401:
             log_event(log, logging.WARNING, "auth.rejected", reason=error.message)
             return operation_outcome(401, UNAUTHORIZED)
+        if status == 503:
+            response = operation_outcome(503, error.message)
+            response.headers["Retry-After"] = "5"
+            return response
         return operation_outcome(status, error.message, error.where)
 
     @app.errorhandler(HTTPException)

@@ -9,10 +9,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
+from ..errors import Unavailable
 from ..feedback.model import parse_feedback
 from ..logs import LOGGER_NAME, log_event
 from .body import read_json_body
-from .error_handlers import operation_outcome
 from .routes import runtime
 
 bp = Blueprint("feedback", __name__)
@@ -37,10 +37,8 @@ def post_feedback(service_id: str) -> Response:
     except DBAPIError as exc:
         log_event(log, logging.ERROR, "feedback.not_stored", **fields,
                   error=type(exc.orig or exc).__name__)
-        response = operation_outcome(
-            503, "feedback could not be stored right now; nothing was kept, please retry")
-        response.headers["Retry-After"] = "5"
-        return response
+        raise Unavailable(
+            "feedback could not be stored right now; nothing was kept, please retry") from None
     log_event(log, logging.INFO, "feedback.stored", **fields, stored=result.stored,
               duplicates=result.duplicates, unknown=result.unknown,
               duration_ms=round((time.perf_counter() - started) * 1000, 1))
