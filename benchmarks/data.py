@@ -15,10 +15,14 @@ discovery document, so it answers exactly the service's templates.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from cds_service.replay import build_request
 
@@ -73,19 +77,23 @@ def _cc(system: str, code: str, display: str) -> dict[str, Any]:
 
 
 class _Builder:
-    def __init__(self, now: datetime, seed: int) -> None:
+    def __init__(self, now: datetime, seed: int, patient_id: str = PATIENT_ID,
+                 tag: str = "") -> None:
         self.now = now.astimezone(UTC).replace(microsecond=0)
         self.rng = random.Random(seed)
         self.n = 0
-        self.subject = {"reference": f"Patient/{PATIENT_ID}"}
+        self.tag = tag  # distinct per generated record, so no resource id repeats
+        self.subject = {"reference": f"Patient/{patient_id}"}
         self.resources: list[dict[str, Any]] = []
 
     def ago(self, days: float) -> str:
+        if self.tag:  # a cold variant: every time a few minutes off, so no two charts match
+            days += self.rng.uniform(0, 0.01)
         return (self.now - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def ident(self, prefix: str) -> str:
         self.n += 1
-        return f"{prefix}-{self.n}"
+        return f"{prefix}-{self.tag}{self.n}"
 
     def lab(self, spec: tuple[Any, ...], value: float, days: float,
             prefix: str = "obs") -> dict[str, Any]:
@@ -173,6 +181,28 @@ class _Builder:
         self.resources.append(report)
 
 
+REPORT_TEXTS = [
+    "No acute cardiopulmonary process.",
+    "Postoperative changes of transmetatarsal amputation. Sharp osteotomy margins. No soft "
+    "tissue gas.",
+    "Stable transmetatarsal amputation. Mild soft tissue swelling plantar to the stump. No "
+    "periosteal reaction.",
+    "Periosteal reaction and cortical erosion at the second metatarsal stump. Heterotopic "
+    "ossification plantar to the stump.",
+]
+# Wording a radiologist adds around the same findings (the cold benchmark varies reports).
+_OPENERS = ("", "Three views of the left foot. ", "Comparison with prior study. ",
+            "Weight-bearing views. ", "Left foot, AP, oblique and lateral. ")
+_CLOSERS = ("", " Vascular calcifications.", " Diffuse osteopenia.",
+            " Degenerative change at the midfoot.", " Skin staples removed since prior.")
+
+
+def _reworded(rng: random.Random, text: str) -> str:
+    """The same findings with other framing sentences and a study number (no text repeats)."""
+    return (f"{rng.choice(_OPENERS)}{text}{rng.choice(_CLOSERS)} "
+            f"Accession {rng.randint(10**7, 10**8 - 1)}.")
+
+
 XR = ("73630", "Radiologic examination, foot; complete, minimum of 3 views")
 MRI = ("73720", "MRI lower extremity other than joint; without contrast, followed by contrast")
 CHEST = ("71046", "Radiologic examination, chest; 2 views")
@@ -193,12 +223,23 @@ def _series(b: _Builder, spec: tuple[Any, ...], count: int, span_days: float,
     return out
 
 
-def typical_resources(now: datetime, seed: int = SEED) -> list[dict[str, Any]]:
-    """The TYPICAL record as a list of resources (dates counted back from ``now``)."""
-    b = _Builder(now, seed)
+def typical_resources(now: datetime, seed: int = SEED, variant: int | None = None,
+                      ) -> list[dict[str, Any]]:
+    """The TYPICAL record as a list of resources (dates counted back from ``now``).
+
+    ``variant`` None is the fixed TYPICAL record of the warm benchmark. A variant number makes a
+    different chart of the same shape (cold benchmark): another patient and resource ids, other
+    seeded values and times, other report wording and birth date.
+    """
+    patient_id = PATIENT_ID if variant is None else f"bench-cold-{variant}"
+    tag = "" if variant is None else f"c{variant}-"
+    b = _Builder(now, seed if variant is None else SEED + 1000 + variant, patient_id, tag)
     rng = b.rng
+    birth = "1957-06-14"
+    if variant is not None:
+        birth = f"19{rng.randint(40, 69)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
     b.resources.append({
-        "resourceType": "Patient", "id": PATIENT_ID, "gender": "male", "birthDate": "1957-06-14",
+        "resourceType": "Patient", "id": patient_id, "gender": "male", "birthDate": birth,
         "name": [{"family": "Benchmark", "given": ["Synthetic"]}],
         "address": [{"city": "Springfield", "state": "IL", "country": "US"}],
     })
@@ -232,13 +273,11 @@ def typical_resources(now: datetime, seed: int = SEED) -> list[dict[str, Any]]:
     labs += _series(b, ALP, 16, 730, lambda d: rng.gauss(112 if d > 50 else 146, 9))
     b.resources += labs
 
-    b.report(CHEST, 400, "No acute cardiopulmonary process.", None)
-    b.report(XR, 47, "Postoperative changes of transmetatarsal amputation. Sharp osteotomy "
-             "margins. No soft tissue gas.", "DX")
-    b.report(XR, 21, "Stable transmetatarsal amputation. Mild soft tissue swelling plantar to "
-             "the stump. No periosteal reaction.", None)
-    b.report(XR, 4, "Periosteal reaction and cortical erosion at the second metatarsal stump. "
-             "Heterotopic ossification plantar to the stump.", "DX")
+    texts = REPORT_TEXTS if variant is None else [_reworded(rng, t) for t in REPORT_TEXTS]
+    b.report(CHEST, 400, texts[0], None)
+    b.report(XR, 47, texts[1], "DX")
+    b.report(XR, 21, texts[2], None)
+    b.report(XR, 4, texts[3], "DX")
 
     b.medication("6809", "metformin", "active", 400, "1000 mg by mouth twice daily")
     b.medication("274783", "insulin glargine", "active", 300, "22 units subcutaneously nightly")
@@ -250,9 +289,13 @@ def typical_resources(now: datetime, seed: int = SEED) -> list[dict[str, Any]]:
 
 
 def unrelated_observations(now: datetime, count: int = UNRELATED_COUNT,
-                           seed: int = SEED + 1) -> list[dict[str, Any]]:
+                           seed: int = SEED + 1, variant: int | None = None,
+                           ) -> list[dict[str, Any]]:
     """``count`` unrelated lab Observations over 5 years (no code the service maps)."""
-    b = _Builder(now, seed)
+    if variant is None:
+        b = _Builder(now, seed)
+    else:
+        b = _Builder(now, SEED + 500_000 + variant, f"bench-cold-{variant}", f"c{variant}-")
     out = []
     for i in range(count):
         spec = UNRELATED[i % len(UNRELATED)]
@@ -261,9 +304,12 @@ def unrelated_observations(now: datetime, count: int = UNRELATED_COUNT,
     return out
 
 
-def _request(discovery: dict[str, Any], resources: list[dict[str, Any]]) -> dict[str, Any]:
-    body = build_request(discovery, SERVICE_ID, HOOK, resources, PATIENT_ID)
-    body["hookInstance"] = "6e1a3c5e-2f0b-4f7e-9d55-5f0c2b6b1a10"  # deterministic
+def _request(discovery: dict[str, Any], resources: list[dict[str, Any]],
+             patient_id: str = PATIENT_ID, variant: int | None = None) -> dict[str, Any]:
+    body = build_request(discovery, SERVICE_ID, HOOK, resources, patient_id)
+    # deterministic; a distinct (still valid) UUID per cold variant
+    body["hookInstance"] = ("6e1a3c5e-2f0b-4f7e-9d55-5f0c2b6b1a10" if variant is None
+                            else str(uuid.UUID(int=SEED * 10**6 + variant, version=4)))
     body["context"]["userId"] = "Practitioner/bench-1"
     return body
 
@@ -272,17 +318,65 @@ def _date_key(entry: dict[str, Any]) -> str:
     return str(entry["resource"].get("effectiveDateTime", ""))
 
 
-def typical_request(discovery: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return _request(discovery, typical_resources(now))
+def typical_request(discovery: dict[str, Any], now: datetime, variant: int | None = None,
+                    ) -> dict[str, Any]:
+    patient_id = PATIENT_ID if variant is None else f"bench-cold-{variant}"
+    return _request(discovery, typical_resources(now, variant=variant), patient_id, variant)
 
 
-def heavy_request(discovery: dict[str, Any], now: datetime) -> dict[str, Any]:
+def cold_requests(discovery: dict[str, Any], now: datetime, count: int, case: str = "TYPICAL",
+                  first: int = 0) -> list[bytes]:
+    """``count`` distinct requests of the case's shape (variants ``first`` … ``first+count-1``).
+
+    Every resource of every request is different from every other (ids, values, times, report
+    wording), which :func:`assert_no_repeats` checks: a per-content cache cannot answer any of
+    them from memory.
+    """
+    make = typical_request if case == "TYPICAL" else heavy_request
+    return [encode(make(discovery, now, first + i)) for i in range(count)]
+
+
+def derive(body: bytes, variant: int, copy: int) -> bytes:
+    """Variant ``variant``'s request under new patient, resource and hook ids (copy ``copy``).
+
+    Generating a chart takes milliseconds (a HEAVY one, half a second), too slow for the
+    thousands of requests a throughput round sends; a copy renames every id of a generated
+    chart, so every resource's content is still new, in microseconds.
+    """
+    hook = str(uuid.UUID(int=SEED * 10**6 + variant, version=4)).encode()
+    new_hook = str(uuid.UUID(int=(SEED + 7) * 10**9 + variant * 10**5 + copy,
+                             version=4)).encode()
+    return (body.replace(f"bench-cold-{variant}".encode(), f"bench-cold-{variant}x{copy}".encode())
+            .replace(f"c{variant}-".encode(), f"c{variant}x{copy}-".encode())
+            .replace(hook, new_hook))
+
+
+def assert_no_repeats(bodies: list[bytes]) -> int:
+    """Check that no resource's content occurs twice across the requests; the number checked."""
+    seen: set[bytes] = set()
+    total = 0
+    for body in bodies:
+        for value in orjson.loads(body)["prefetch"].values():
+            resources = ([e["resource"] for e in value.get("entry", [])]
+                         if value.get("resourceType") == "Bundle" else [value])
+            for resource in resources:
+                digest = hashlib.blake2b(orjson.dumps(resource), digest_size=16).digest()
+                if digest in seen:
+                    raise AssertionError(f"resource {resource.get('resourceType')}/"
+                                         f"{resource.get('id')} repeats across cold requests")
+                seen.add(digest)
+                total += 1
+    return total
+
+
+def heavy_request(discovery: dict[str, Any], now: datetime, variant: int | None = None,
+                  unrelated: int = UNRELATED_COUNT) -> dict[str, Any]:
     """TYPICAL plus 5,000 unrelated Observations put into the observations prefetch Bundle,
     newest first as ``_sort=-date`` asks (the EHR did not filter by code)."""
-    body = _request(discovery, typical_resources(now))
+    body = typical_request(discovery, now, variant)
     bundle = body["prefetch"]["observations"]
     extra = [{"fullUrl": f"Observation/{r['id']}", "resource": r, "search": {"mode": "match"}}
-             for r in unrelated_observations(now)]
+             for r in unrelated_observations(now, unrelated, variant=variant)]
     entries = bundle["entry"] + extra
     entries.sort(key=_date_key, reverse=True)  # ISO-8601 Z strings sort in time order
     bundle["entry"] = entries

@@ -46,14 +46,73 @@ HOST = "127.0.0.1"
 WORKERS = 2
 THREADS = 4
 CLIENTS = 8
+WRK_THREADS = 2
 MAX_BODY = 16_000_000  # HEAVY is ~5.5 MB; the service's default limit is 5 MB (see README)
 
-TARGETS = {  # issue 8
+TARGETS = {  # cold (every chart new): issue 17; warm (one body repeated): issue 8
+    "cold_typical_p50_ratio": 1.5,
+    "cold_typical_throughput_ratio": 0.7,
+    "cold_heavy_p50_ratio": 2.0,
+    "cold_heavy_memory_growth_mb": 150.0,
     "typical_p50_ratio": 2.0,
     "heavy_p50_ratio": 3.0,
     "heavy_memory_growth_mb": 150.0,
     "typical_throughput_ratio": 0.5,
 }
+# Cold cases: distinct charts generated up front (values, times, report wording), each sent
+# under as many new patient/resource ids as the throughput rounds need (data.derive).
+COLD = {  # case: (charts, latency requests per server, bodies per throughput round, seconds)
+    "TYPICAL": (64, 100, 1600, 2),
+    "HEAVY": (6, 20, 64, 2),
+}
+
+COLD_WRK_SCRIPT = r"""
+-- Each request a body file never sent before to this server: thread k of n sends files
+-- OFFSET+k, OFFSET+k+n, ... of COUNT; running past COUNT wraps around and is counted.
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  dir = os.getenv("BENCH_DIR")
+  first = tonumber(os.getenv("BENCH_OFFSET"))
+  count = tonumber(os.getenv("BENCH_COUNT"))
+  step = tonumber(os.getenv("BENCH_THREADS"))
+  i = id
+  sent = 0
+  repeats = 0
+  wrapped = false
+end
+function request()
+  if i >= count then
+    i = i % count
+    wrapped = true
+  end
+  if wrapped then repeats = repeats + 1 end
+  local f = assert(io.open(dir .. "/" .. (first + i) .. ".json", "rb"))
+  local body = f:read("*a")
+  f:close()
+  i = i + step
+  sent = sent + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+done = function(summary, latency, requests)
+  local sent_all, wraps_all = 0, 0
+  for _, t in ipairs(threads) do
+    sent_all = sent_all + t:get("sent")
+    wraps_all = wraps_all + t:get("repeats")
+  end
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
+    '"timeout":%d,"p50_us":%d,"p95_us":%d,"sent":%d,"wraps":%d}\n',
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(95), sent_all, wraps_all))
+end
+"""
 
 WRK_SCRIPT = r"""
 wrk.method = "POST"
@@ -224,10 +283,11 @@ def ensure_wrk() -> str | None:
 
 
 def throughput_wrk(wrk: str, url: str, body_path: Path, script: Path,
-                   seconds: float) -> dict[str, Any]:
-    command = [wrk, "-t2", f"-c{CLIENTS}", f"-d{seconds:.0f}s", "--timeout", "30s", "-s",
-               str(script), url]
-    done = subprocess.run(command, env={**os.environ, "BENCH_BODY": str(body_path)},
+                   seconds: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+    command = [wrk, f"-t{WRK_THREADS}", f"-c{CLIENTS}", f"-d{seconds:.0f}s", "--timeout", "30s",
+               "-s", str(script), url]
+    done = subprocess.run(command, env={**os.environ, "BENCH_BODY": str(body_path),
+                                        **(env or {})},
                           capture_output=True, text=True, timeout=seconds + 60, check=False)
     line = next((x for x in done.stdout.splitlines() if x.startswith("{")), None)
     if done.returncode != 0 or line is None:
@@ -238,11 +298,15 @@ def throughput_wrk(wrk: str, url: str, body_path: Path, script: Path,
         raise RuntimeError(f"wrk saw {errors} errors against {url}: {result}")
     return {"tool": "wrk", "requests": result["requests"],
             "rps": result["requests"] / (result["duration_us"] / 1e6),
-            "p50_ms": result["p50_us"] / 1000, "p95_ms": result["p95_us"] / 1000}
+            "p50_ms": result["p50_us"] / 1000, "p95_ms": result["p95_us"] / 1000,
+            "repeats": result.get("wraps", 0)}
 
 
-def throughput_threads(url: str, body: bytes, seconds: float) -> dict[str, Any]:
+def throughput_threads(url: str, body: bytes | list[bytes], seconds: float) -> dict[str, Any]:
+    """8 Python clients; a list of bodies is shared out, each sent once (then repeated)."""
     deadline = time.monotonic() + seconds
+    pool = [body] if isinstance(body, bytes) else body
+    sent = iter(range(10**9))
     counts = [0] * CLIENTS
     errors: list[str] = []
     times: list[float] = []
@@ -253,7 +317,7 @@ def throughput_threads(url: str, body: bytes, seconds: float) -> dict[str, Any]:
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 try:
-                    response = post(session, url, body)
+                    response = post(session, url, pool[next(sent) % len(pool)])
                 except requests.RequestException as exc:
                     errors.append(str(exc))
                     return
@@ -273,7 +337,9 @@ def throughput_threads(url: str, body: bytes, seconds: float) -> dict[str, Any]:
     elapsed = time.monotonic() - started
     if errors:
         raise RuntimeError(f"load against {url} failed: {errors[0]}")
+    repeats = max(0, sum(counts) - len(pool)) if len(pool) > 1 else 0
     return {"tool": "python threads", "requests": sum(counts), "rps": sum(counts) / elapsed,
+            "repeats": repeats,
             "p50_ms": percentile(times, 50) * 1000, "p95_ms": percentile(times, 95) * 1000}
 
 
@@ -373,6 +439,115 @@ def measure_case(servers: list[Server], case: Case, wrk: str | None, script: Pat
     return out
 
 
+@dataclass
+class ColdCase:
+    """A cold case: every request a chart the server has not seen (see :data:`COLD`)."""
+    name: str
+    latency: list[bytes]  # distinct bodies, each sent once to each server
+    warmup: list[bytes]  # distinct too, and not among the others
+    load_dir: Path  # <i>.json, i < rounds * per_round, all distinct
+    per_round: int
+    load_seconds: int
+
+
+def measure_cold_case(servers: list[Server], case: ColdCase, wrk: str | None,
+                      script: Path, idle: dict[str, float], rounds: int = 4,
+                      load_rounds: int = 3) -> dict[str, dict[str, Any]]:
+    """Like :func:`measure_case`, but no server ever receives the same body twice.
+
+    Both servers get the same bodies in the same order (the floor remembers nothing); the
+    servers are interleaved round by round. Throughput round r of a server sends the files
+    r*per_round … (r+1)*per_round-1; a server that answers faster than the round has files
+    for would get repeats, which are counted and shown next to the figure.
+    """
+    urls = {s.name: s.url + "/cds-services/" + data.SERVICE_ID for s in servers}
+    times: dict[str, list[float]] = {s.name: [] for s in servers}
+    cards: dict[str, int] = {}
+    sessions = {s.name: requests.Session() for s in servers}
+    batch = len(case.latency) // rounds
+    try:
+        for server in servers:
+            for body in case.warmup:
+                check(post(sessions[server.name], urls[server.name], body), urls[server.name])
+        log(f"  {case.name}: latency, {rounds} x {batch} new charts per server")
+        for round_ in range(rounds):
+            bodies = case.latency[round_ * batch:(round_ + 1) * batch]
+            for server in servers if round_ % 2 == 0 else servers[::-1]:
+                for body in bodies:
+                    started = time.perf_counter()
+                    response = post(sessions[server.name], urls[server.name], body)
+                    elapsed = time.perf_counter() - started
+                    check(response, urls[server.name])
+                    times[server.name].append(elapsed)
+                    cards[server.name] = len(response.json().get("cards", []))
+    finally:
+        for session in sessions.values():
+            session.close()
+    sequential_hwm = {s.name: s.hwm_mb() for s in servers}
+
+    log(f"  {case.name}: throughput, {CLIENTS} clients, {load_rounds} x {case.load_seconds} s "
+        f"per server, up to {case.per_round} new charts per round")
+    loads: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+    for round_ in range(load_rounds):
+        for server in servers if round_ % 2 == 0 else servers[::-1]:
+            if wrk:
+                env = {"BENCH_DIR": str(case.load_dir),
+                       "BENCH_OFFSET": str(round_ * case.per_round),
+                       "BENCH_COUNT": str(case.per_round), "BENCH_THREADS": str(WRK_THREADS)}
+                result = throughput_wrk(wrk, urls[server.name], case.load_dir / "0.json",
+                                        script, case.load_seconds, env)
+            else:
+                bodies = [(case.load_dir / f"{round_ * case.per_round + i}.json").read_bytes()
+                          for i in range(case.per_round)]
+                result = throughput_threads(urls[server.name], bodies, case.load_seconds)
+            loads[server.name].append(result)
+
+    out = {}
+    for server in servers:
+        name = server.name
+        hwm = server.hwm_mb()
+        runs = sorted(loads[name], key=lambda r: r["rps"])
+        middle = runs[len(runs) // 2]
+        out[name] = {
+            "latency": {"requests": len(times[name]),
+                        "p50_ms": percentile(times[name], 50) * 1000,
+                        "p95_ms": percentile(times[name], 95) * 1000,
+                        "mean_ms": sum(times[name]) / len(times[name]) * 1000,
+                        "cards": cards[name]},
+            "throughput": {"tool": middle["tool"], "rps": middle["rps"],
+                           "p50_ms": middle["p50_ms"], "p95_ms": middle["p95_ms"],
+                           "rounds_rps": [round(r["rps"], 1) for r in loads[name]],
+                           "requests": sum(r["requests"] for r in loads[name]),
+                           "repeats": sum(r.get("repeats", 0) for r in loads[name])},
+            "memory": {"idle_mb": idle[name], "peak_mb": hwm, "growth_mb": hwm - idle[name],
+                       "sequential_growth_mb": sequential_hwm[name] - idle[name]},
+        }
+    return out
+
+
+def cold_case(name: str, discovery: dict[str, Any], now: datetime, tmpdir: Path,
+              quick: bool) -> ColdCase:
+    """Generate a cold case's bodies up front (charts, then renamed copies on disk)."""
+    charts, latency_count, per_round, seconds = COLD[name]
+    if quick:
+        latency_count, per_round = max(8, latency_count // 4), max(8, per_round // 4)
+    started = time.monotonic()
+    bases = data.cold_requests(discovery, now, charts + 1, name)
+    warmup_base, bases = bases[0], bases[1:]
+    warmup = [data.derive(warmup_base, 0, k) for k in range(3 if name == "HEAVY" else 10)]
+    latency = [data.derive(bases[i % charts], 1 + i % charts, 1_000_000 + i)
+               for i in range(latency_count)]
+    load_dir = tmpdir / f"cold-{name.lower()}"
+    load_dir.mkdir()
+    total = 3 * per_round
+    for i in range(total):
+        (load_dir / f"{i}.json").write_bytes(data.derive(bases[i % charts], 1 + i % charts, i))
+    checked = data.assert_no_repeats([*warmup, *latency[:charts], *bases[:2]])
+    log(f"  {name}-cold: {charts} charts, {len(latency)} + {total} requests generated in "
+        f"{time.monotonic() - started:.1f} s ({checked} resources checked: none repeats)")
+    return ColdCase(f"{name}-cold", latency, warmup, load_dir, per_round, seconds)
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -404,7 +579,12 @@ def ratios(service: dict[str, Any], floor: dict[str, Any]) -> dict[str, float]:
 
 def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     typical, heavy = results["cases"]["TYPICAL"], results["cases"]["HEAVY"]
+    cold_typical, cold_heavy = results["cases"]["TYPICAL-cold"], results["cases"]["HEAVY-cold"]
     checks = {
+        "cold_typical_p50_ratio": (cold_typical["ratio"]["p50"], "<="),
+        "cold_typical_throughput_ratio": (cold_typical["ratio"]["throughput"], ">="),
+        "cold_heavy_p50_ratio": (cold_heavy["ratio"]["p50"], "<="),
+        "cold_heavy_memory_growth_mb": (cold_heavy["service"]["memory"]["growth_mb"], "<="),
         "typical_p50_ratio": (typical["ratio"]["p50"], "<="),
         "heavy_p50_ratio": (heavy["ratio"]["p50"], "<="),
         "heavy_memory_growth_mb": (heavy["service"]["memory"]["growth_mb"], "<="),
@@ -419,8 +599,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'case':8s} {'figure':22s} {'service':>10s} {'floor':>10s} {'ratio':>7s}",
-             "-" * 61]
+    lines = [f"{'case':12s} {'figure':22s} {'service':>10s} {'floor':>10s} {'ratio':>7s}",
+             "-" * 65]
     for name, case in results["cases"].items():
         s, f, r = case["service"], case["floor"], case["ratio"]
         rows = [
@@ -437,10 +617,15 @@ def table(results: dict[str, Any]) -> str:
         ]
         for label, sv, fv, ratio in rows:
             shown = f"{ratio:6.2f}x" if ratio is not None else ""
-            lines.append(f"{name:8s} {label:22s} {sv:10.1f} {fv:10.1f} {shown:>7s}")
-        lines.append(f"{'':8s} body {case['body_bytes']:,} bytes; {s['latency']['requests']} / "
-                     f"{f['latency']['requests']} sequential requests; service cards: "
-                     f"{s['latency']['cards']}")
+            lines.append(f"{name:12s} {label:22s} {sv:10.1f} {fv:10.1f} {shown:>7s}")
+        note = (f"{'':12s} body {case['body_bytes']:,} bytes; {s['latency']['requests']} / "
+                f"{f['latency']['requests']} sequential requests; service cards: "
+                f"{s['latency']['cards']}")
+        if name.endswith("-cold"):
+            repeats = s["throughput"].get("repeats", 0)
+            note += (f"; every request a new chart (service repeats: {repeats}"
+                     f"{' - the throughput figure is NOT cold' if repeats else ''})")
+        lines.append(note)
     lines.append("")
     for key, verdict in results["targets"].items():
         mark = "met" if verdict["met"] else "NOT MET"
@@ -481,6 +666,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             now = data.bench_now()
             bodies = {"TYPICAL": data.encode(data.typical_request(discovery, now)),
                       "HEAVY": data.encode(data.heavy_request(discovery, now))}
+            cold = [cold_case(name, discovery, now, tmpdir, quick) for name in COLD]
+            cold_script = tmpdir / "cold.lua"
+            cold_script.write_text(COLD_WRK_SCRIPT)
             cases = []
             for name, body in bodies.items():
                 path = tmpdir / f"{name.lower()}.json"
@@ -489,12 +677,18 @@ def run(quick: bool = False) -> dict[str, Any]:
                     cases.append(Case(name, body, path, 10, 10 if quick else 25,
                                       1 if quick else 2))
                 else:
-                    cases.append(Case(name, body, path, 3, 10, 1 if quick else 3))
+                    cases.append(Case(name, body, path, 3, 10, 2 if quick else 3))
             time.sleep(1.0)
             idle = {s.name: s.rss_mb() for s in servers}
             log(f"idle RSS: floor {idle['floor']:.1f} MB, service {idle['service']:.1f} MB; "
                 f"load generator: {'wrk' if wrk else 'python threads'}")
             results: dict[str, Any] = {"cases": {}}
+            for cold_one in cold:  # the headline: every chart new (run first, fresh workers)
+                per = measure_cold_case(servers, cold_one, wrk, cold_script, idle)
+                body_bytes = len(cold_one.latency[0])
+                results["cases"][cold_one.name] = {"body_bytes": body_bytes, **per,
+                                                   "ratio": ratios(per["service"],
+                                                                   per["floor"])}
             for case in cases:
                 per = measure_case(servers, case, wrk, script, idle)
                 results["cases"][case.name] = {"body_bytes": len(case.body), **per,
@@ -511,7 +705,11 @@ def run(quick: bool = False) -> dict[str, Any]:
                   "clients": CLIENTS,
                   "method": "servers interleaved round by round; latency: 4 rounds of "
                             "sequential requests per server; throughput: median of 3 rounds; "
-                            "peak RSS: sum of VmHWM of master and workers",
+                            "peak RSS: sum of VmHWM of master and workers; cold cases first, "
+                            "each request a chart the server has not seen",
+                  "cold": {name: dict(zip(("charts", "latency_requests", "per_round",
+                                           "round_seconds"), spec, strict=True))
+                           for name, spec in COLD.items()},
                   "service_env": {"CDS_AUTH_REQUIRED": "false", "CDS_LOG_FORMAT": "json",
                                   "CDS_MAX_BODY_BYTES": str(MAX_BODY),
                                   "CDS_DATABASE_URL": "sqlite:///<tmp>/bench.db"},
