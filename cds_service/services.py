@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from . import units
-from .cards import render
+from .cards import CardSpec, render
 from .clinical import validation
-from .clinical.facts import gather
+from .clinical.facts import Facts, gather
 from .clinical.patient_view import patient_view_cards
 from .clinical.record import Record
-from .clinical.rules import assess, is_relevant
+from .clinical.rules import Assessment, assess, is_relevant
 from .config import Settings
 from .fhir.prefetch import ResolvedData
 from .hooks import HookRequest, HookService, Registry
@@ -60,16 +62,34 @@ def unavailable_data(data: ResolvedData) -> dict[str, str]:
     return out
 
 
+@dataclass
+class Evaluation:
+    """The patient-view assessment of one record: what the card says and the timeline shows."""
+
+    record: Record
+    facts: Facts
+    assessment: Assessment | None  # None when the relevance gate keeps the service quiet
+    cards: list[CardSpec]
+    unavailable: dict[str, str]
+
+
+def evaluate(resources: Iterable[dict[str, Any]], mappings: MappingTable, now: datetime,
+             patient_id: str, unavailable: Mapping[str, str]) -> Evaluation:
+    """Read the record, assess it and build the patient-view cards (one path for the hook and
+    the evidence-timeline app, so the two never disagree)."""
+    record = Record(resources, mappings, now, patient_id)
+    facts = gather(record)
+    if not is_relevant(facts):
+        return Evaluation(record, facts, None, [], dict(unavailable))
+    assessment = assess(facts)
+    specs = patient_view_cards(assessment, patient_id, unavailable, record.notes)
+    return Evaluation(record, facts, assessment, specs, dict(unavailable))
+
+
 def make_patient_view(mappings: MappingTable):  # type: ignore[no-untyped-def]
     def handle(request: HookRequest, data: ResolvedData, now: datetime) -> list[dict[str, Any]]:
-        record = Record(data.all(), mappings, now, request.patient_id)
-        facts = gather(record)
-        if not is_relevant(facts):
-            return []
-        assessment = assess(facts)
-        specs = patient_view_cards(assessment, request.patient_id, unavailable_data(data),
-                                   record.notes)
-        return [render(spec) for spec in specs]
+        result = evaluate(data.all(), mappings, now, request.patient_id, unavailable_data(data))
+        return [render(spec) for spec in result.cards]
 
     return handle
 

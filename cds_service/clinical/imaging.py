@@ -43,6 +43,7 @@ class ImagingReport:
     side: str | None
     has_report: bool
     findings: dict[str, str] = field(default_factory=dict)  # concept -> polarity
+    text: str = ""  # the report's conclusion and plain-text forms (shown by the timeline)
 
 
 class ImagingMixin:
@@ -103,26 +104,26 @@ class ImagingMixin:
                                 self.mappings.text.uncertainty, self.mappings.text.scope_breakers)
         phrases = {cid: c.phrases for cid, c in self.mappings.concepts.items() if c.phrases}
         reports: list[ImagingReport] = []
+        other_side: list[ImagingReport] = []
+        self.imaging_other_side = other_side
         reported_studies = set()
+        other_studies = set()  # studies of other-side reports (drawn with their report)
         results_of: dict[str, ImagingReport] = {}
         for report in self._reports:
             kind, study = self._kind_of_report(report)
             if kind is None or not self._check(report):
                 continue
-            side = (self._study_side(study) if study else None) or side_of(report) or \
-                side_from_text((report.get("code") or {}).get("text"))
-            if not self.same_side(side):
-                continue
-            if study is not None:
-                reported_studies.add(str(study.get("id")))
-            item = ImagingReport(_ref(report), kind, resource_date(report), side, True)
-            for cid in self.mappings.concepts_of(report.get("conclusionCode")):
-                item.findings[cid] = "positive"
             texts = [report.get("conclusion")]
             for form in as_list(report.get("presentedForm")):
                 if isinstance(form, dict) and str(form.get("contentType", "")).startswith(
                         "text/plain"):
                     texts.append(_decode_attachment(form))
+            side = (self._study_side(study) if study else None) or side_of(report) or \
+                side_from_text((report.get("code") or {}).get("text"))
+            item = ImagingReport(_ref(report), kind, resource_date(report), side, True)
+            item.text = "\n\n".join(t for t in texts if isinstance(t, str) and t)
+            for cid in self.mappings.concepts_of(report.get("conclusionCode")):
+                item.findings[cid] = "positive"
             for text in texts:
                 if not isinstance(text, str) or not text:
                     continue
@@ -131,6 +132,13 @@ class ImagingMixin:
                                 Mention.NEGATED: "negative"}[mention]
                     if _stronger(polarity, item.findings.get(cid)):
                         item.findings[cid] = polarity
+            if not self.same_side(side):
+                other_side.append(item)  # shown as ignored (timeline), never used by a rule
+                if study is not None:
+                    other_studies.add(str(study.get("id")))
+                continue
+            if study is not None:
+                reported_studies.add(str(study.get("id")))
             for ref in as_list(report.get("result")):
                 _, ident = reference_id(ref)
                 if ident:
@@ -141,10 +149,16 @@ class ImagingMixin:
                 continue
             side = self._study_side(study)
             kinds = self._kinds_of_study(study)
-            if not kinds or not self.same_side(side) or not self._check(study):
+            if not kinds:
                 continue
-            reports.append(ImagingReport(_ref(study), sorted(kinds)[0], resource_date(study),
-                                         side, False))
+            if self.same_side(side):
+                if not self._check(study):
+                    continue
+                reports.append(ImagingReport(_ref(study), sorted(kinds)[0], resource_date(study),
+                                             side, False))
+            elif ident not in other_studies:
+                other_side.append(ImagingReport(_ref(study), sorted(kinds)[0],
+                                                resource_date(study), side, False))
         self._add_finding_observations(reports, results_of)
         return reports
 

@@ -381,6 +381,16 @@ class Record(ImagingMixin):
                                    polarity="positive", text=f"{name} ({request.get('status')})"))
         return out
 
+    def medication_requests(self, concept: str) -> list[dict[str, Any]]:
+        """The usable MedicationRequests of a concept (class members included), any status kept
+        (active, completed): the timeline draws courses from their periods."""
+        out: dict[str, dict[str, Any]] = {}
+        for member in self.mappings.members(concept):
+            for request in self._medications.get(member, ()):
+                if _ref(request) not in out and self._check(request):
+                    out[_ref(request)] = request
+        return list(out.values())
+
     # ----------------------------------------------------------------- imaging
 def _reference_high(obs: dict[str, Any]) -> float | None:
     """The reference range's upper limit in the value's own unit (used by the ALP rule)."""
