@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import ipaddress
 import json
 import logging
 import threading
@@ -33,7 +32,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -41,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from .errors import ClientNotTrusted, ConfigError
+from .fhir import urls
 from .logs import LOGGER_NAME, log_event
 
 if TYPE_CHECKING:
@@ -194,36 +193,13 @@ class Issuer:
         return frozenset(self.jku + ((self.jwks_url,) if self.jwks_url else ()))
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_url(value: Any, what: str, *, https_only: bool) -> str:
-    """Return ``value`` if it is an absolute http(s) URL; ``https_only`` allows http on loopback."""
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} must be a non-empty string URL")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{what} must be an absolute http(s) URL, not {value!r}")
-    if parts.username or parts.password or parts.fragment:
-        raise ValueError(f"{what} must not hold credentials or a #fragment: {value!r}")
-    if https_only and parts.scheme != "https" and not _is_loopback(parts.hostname):
-        raise ValueError(f"{what} must use https (http only on loopback): {value!r}")
-    return value
-
-
-def _url_list(value: Any, what: str, *, https_only: bool) -> tuple[str, ...]:
+def _url_list(value: Any, what: str, *, allow_query: bool) -> tuple[str, ...]:
+    """Each URL checked by :func:`urls.check_url` (https; http only on loopback)."""
     if not isinstance(value, list):
         raise ValueError(f"{what} must be a list of URLs")
     return tuple(
-        _check_url(item, f"{what}[{i}]", https_only=https_only) for i, item in enumerate(value)
+        urls.check_url(item, f"{what}[{i}]", allow_query=allow_query)
+        for i, item in enumerate(value)
     )
 
 
@@ -251,10 +227,12 @@ def _issuer_from_entry(entry: Any) -> Issuer:
             raise ValueError(f'issuer {iss!r}: "jwks": {exc}') from None
         jwks = dict(entry["jwks"])
     else:
-        jwks_url = _check_url(entry["jwks_url"], f'issuer {iss!r}: "jwks_url"', https_only=True)
-    jku = _url_list(entry.get("jku", []), f'issuer {iss!r}: "jku"', https_only=True)
+        jwks_url = urls.check_url(entry["jwks_url"], f'issuer {iss!r}: "jwks_url"',
+                                  allow_query=True)
+    jku = _url_list(entry.get("jku", []), f'issuer {iss!r}: "jku"', allow_query=True)
+    # A FHIR server gets the access token: plain http only on loopback (local trials).
     servers = _url_list(entry.get("fhirServers", []), f'issuer {iss!r}: "fhirServers"',
-                        https_only=False)
+                        allow_query=False)
     return Issuer(
         iss=iss,
         jwks=jwks,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .fhir import urls
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DEFAULT_MAPPINGS_DIR = PACKAGE_ROOT.parent / "mappings"
@@ -109,4 +110,14 @@ def load_settings(
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         settings = replace(settings, **dict(overrides))
+    _check_fhir_servers(settings.fhir_server_allowlist)
     return settings
+
+
+def _check_fhir_servers(allowlist: tuple[str, ...]) -> None:
+    """Each entry an https base URL (http only on loopback): the access token goes there."""
+    for entry in allowlist:
+        try:
+            urls.check_url(entry, "CDS_FHIR_SERVER_ALLOWLIST entry")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None

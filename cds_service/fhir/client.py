@@ -2,9 +2,14 @@
 
 One ``requests.Session`` per application (keep-alive, a urllib3 ``Retry`` adapter for 502/503/504
 and connection errors); explicit ``(connect, read)`` timeouts, never longer than what is left of
-the hook's budget; ``next``-link paging with a page cap, staying on the same server. The access
-token travels only in the ``Authorization`` header of requests to the request's own server and
-is never logged or stored.
+the hook's budget; ``next``-link paging with a page cap. The access token travels only in the
+``Authorization`` header of requests to the request's own (allow-listed) server and is never
+logged or stored.
+
+Every URL requested, a prefetched Bundle's first ``next`` link included, goes through
+:func:`urls.join`: it must stay at or under the base URL (normalised, so ``<base>/../admin`` or
+``//other-host/`` never pass). Redirects are never followed: a 3xx answer is a failed request,
+since following it would send the token and the patient's id to wherever ``Location`` points.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
-from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -20,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..errors import FhirServerError
+from . import urls
 from .resources import bundle_resources, next_link
 
 ACCEPT = "application/fhir+json, application/json;q=0.9"
@@ -91,7 +96,10 @@ class FhirClient:
         page_cap: int = 20,
     ) -> None:
         self._session = session
-        self._base = base_url.rstrip("/") + "/"
+        canonical = urls.normalise(base_url)
+        if canonical is None:
+            raise ValueError("FhirClient needs an absolute http(s) base URL")
+        self._base = canonical.rstrip("/")
         self._token = access_token
         self._timeout = timeout
         self._deadline = deadline
@@ -110,9 +118,13 @@ class FhirClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            response = self._session.get(url, headers=headers, stream=True,
+            response = self._session.get(url, headers=headers, stream=True, allow_redirects=False,
                                          timeout=(min(3.05, timeout), timeout))
             with response:
+                if 300 <= response.status_code < 400:
+                    raise FhirServerError(
+                        f"FHIR server answered HTTP {response.status_code}, a redirect, which "
+                        f"this service does not follow")
                 if response.status_code == 404 and "?" not in url:
                     return {}
                 if response.status_code >= 400:
@@ -137,10 +149,20 @@ class FhirClient:
             raise FhirServerError("FHIR server answered an OperationOutcome")
         return body
 
-    def fetch(self, relative_url: str) -> list[dict[str, Any]]:
-        """Return the resources a read or a search yields, following ``next`` links."""
-        url = urljoin(self._base, relative_url)
-        first = self._get_json(url)
+    def _url(self, link: str, what: str) -> str:
+        url = urls.join(self._base, link)
+        if url is None:
+            raise FhirServerError(f"{what} points to another server or outside the FHIR base URL")
+        return url
+
+    def fetch(self, relative_url: str, *, what: str = "the query") -> list[dict[str, Any]]:
+        """Return the resources a read or a search yields, following ``next`` links.
+
+        ``relative_url`` is relative to the base URL or absolute on the same server; anything
+        else (and every ``next`` link that leaves the server) raises :class:`FhirServerError`
+        before any request is sent.
+        """
+        first = self._get_json(self._url(relative_url, what))
         if not first:
             return []
         if first["resourceType"] != "Bundle":
@@ -148,9 +170,7 @@ class FhirClient:
         resources = bundle_resources(first)
         page, pages = first, 1
         while (link := next_link(page)) is not None and pages < self._page_cap:
-            if not urljoin(self._base, link).startswith(self._base):
-                raise FhirServerError("FHIR server's next link points to another server")
-            page = self._get_json(urljoin(self._base, link))
+            page = self._get_json(self._url(link, "the FHIR server's next link"))
             if page.get("resourceType") != "Bundle":
                 raise FhirServerError("FHIR server's next page is not a Bundle")
             resources.extend(bundle_resources(page))
@@ -162,4 +182,4 @@ class FhirClient:
         link = next_link(bundle)
         if link is None:
             return []
-        return self.fetch(link)
+        return self.fetch(link, what="the prefetched Bundle's next link")

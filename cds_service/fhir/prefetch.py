@@ -28,6 +28,7 @@ import requests
 from ..errors import FhirServerError, MissingData
 from ..hooks import HookRequest
 from ..logs import LOGGER_NAME, log_event
+from . import urls
 from .client import FhirClient
 from .resources import bundle_resources, next_link
 
@@ -105,10 +106,6 @@ def _prefetched(value: Any) -> list[dict[str, Any]] | None:
     return resources
 
 
-def _is_allowed(server: str, allowed: Collection[str]) -> bool:
-    return server.rstrip("/") in {a.rstrip("/") for a in allowed}
-
-
 def resolve(
     templates: Mapping[str, str],
     required: Collection[str],
@@ -153,6 +150,14 @@ def resolve(
     return data
 
 
+def _cannot_fetch(data: ResolvedData, to_fetch: dict[str, str],
+                  to_page: dict[str, dict[str, Any]], reason: str) -> None:
+    for key in to_fetch:
+        data.missing[key] = f"not prefetched and {reason}"
+    for key in to_page:
+        data.notes[key] = f"only the first page was available: {reason}"
+
+
 def _fetch_all(
     data: ResolvedData,
     to_fetch: dict[str, str],
@@ -163,15 +168,13 @@ def _fetch_all(
     timeout: float,
     page_cap: int,
 ) -> None:
-    server = request.fhir_server
-    if server is None:
-        for key in to_fetch:
-            data.missing[key] = "not prefetched and the request names no fhirServer"
+    if request.fhir_server is None:
+        _cannot_fetch(data, to_fetch, to_page, "the request names no fhirServer")
         return
-    if not _is_allowed(server, allowed_servers):
-        log_event(log, logging.WARNING, "fhir.server_not_allowed", server=server)
-        for key in to_fetch:
-            data.missing[key] = "not prefetched and fhirServer is not on this service's allow-list"
+    server = urls.allowed_server(request.fhir_server, allowed_servers)
+    if server is None:
+        log_event(log, logging.WARNING, "fhir.server_not_allowed", server=request.fhir_server)
+        _cannot_fetch(data, to_fetch, to_page, "fhirServer is not on this service's allow-list")
         return
     deadline = time.monotonic() + 2 * timeout
     client = FhirClient(session, server, request.access_token, timeout=timeout,
