@@ -15,7 +15,11 @@ from typing import Any
 from .errors import MappingError
 
 TEXT_FILE = "report-text.toml"
-TEXT_KEYS = ("negation", "post_negation", "uncertainty", "scope_breakers")
+# report-text.toml: lists of cue phrases, and tables (see mappings/README.md "Report text")
+TEXT_KEYS = ("negation", "post_negation", "uncertainty", "post_uncertainty",
+             "bidirectional_uncertainty", "hypothetical", "post_hypothetical", "historical",
+             "pseudo", "scope_breakers", "fillers", "abnormal_marrow", "exceptions")
+TEXT_TABLES = ("sections", "diagnoses", "conclusion_codes", "result_sections")
 _LIST_KEYS = ("codes", "unverified", "phrases", "includes", "modalities", "prefixes")
 _ALLOWED_KEYS = {"label", "unit", *_LIST_KEYS}
 
@@ -39,12 +43,15 @@ class Concept:
 
 @dataclass
 class ReportText:
-    """Cue phrases for reading report text (negation, uncertainty and where their scope ends)."""
+    """How report text is read (``report-text.toml``): cue lists by kind, section headers by
+    section kind, each finding's diagnosis words, the disorder concepts a report's
+    ``conclusionCode`` stands for, and the section a result Observation's code implies."""
 
-    negation: list[str] = field(default_factory=list)
-    post_negation: list[str] = field(default_factory=list)
-    uncertainty: list[str] = field(default_factory=list)
-    scope_breakers: list[str] = field(default_factory=list)
+    cues: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in TEXT_KEYS})
+    sections: dict[str, list[str]] = field(default_factory=dict)
+    diagnoses: dict[str, list[str]] = field(default_factory=dict)
+    conclusion_codes: dict[str, str] = field(default_factory=dict)
+    result_sections: dict[str, str] = field(default_factory=dict)
 
 
 class MappingTable:
@@ -148,10 +155,36 @@ def _string_list(path: Path, key: str, name: str, value: Any) -> list[str]:
 
 def _merge_text(text: ReportText, path: Path, data: dict[str, Any]) -> None:
     for key, value in data.items():
-        if key not in TEXT_KEYS:
-            raise MappingError(
-                f"{path}: unknown key {key!r}; expected one of {', '.join(TEXT_KEYS)}")
-        getattr(text, key).extend(v.lower() for v in _string_list(path, key, key, value))
+        if key in TEXT_KEYS:
+            text.cues[key].extend(v.lower() for v in _string_list(path, key, key, value))
+        elif key in ("sections", "diagnoses"):
+            if not isinstance(value, dict):
+                raise MappingError(f"{path}: [{key}] must be a table of lists")
+            table = getattr(text, key)
+            for name, items in value.items():
+                table.setdefault(name, []).extend(
+                    v.lower() for v in _string_list(path, f"{key}.{name}", name, items))
+        elif key in ("conclusion_codes", "result_sections"):
+            if not isinstance(value, dict) or not all(
+                    isinstance(v, str) and v.strip() for v in value.values()):
+                raise MappingError(f"{path}: [{key}] must be a table of strings")
+            getattr(text, key).update({k: v.strip() for k, v in value.items()})
+        else:
+            raise MappingError(f"{path}: unknown key {key!r}; expected one of "
+                               f"{', '.join(TEXT_KEYS + TEXT_TABLES)}")
+
+
+def _validate_text(text: ReportText, concepts: dict[str, Concept]) -> None:
+    """Concept ids named in report-text.toml must exist; sections must be known kinds."""
+    named = [*text.diagnoses, *text.conclusion_codes, *text.conclusion_codes.values()]
+    for cid in named:
+        if cid not in concepts:
+            raise MappingError(f"{TEXT_FILE}: unknown concept {cid!r}")
+    kinds = set(text.sections)
+    for key, kind in text.result_sections.items():
+        _check_code(Path(TEXT_FILE), "result_sections", key)
+        if kind not in kinds:
+            raise MappingError(f"{TEXT_FILE}: [result_sections] {key}: unknown section {kind!r}")
 
 
 def _check_code(path: Path, key: str, code: str) -> None:
@@ -247,4 +280,5 @@ def load_mappings(base: Path, extra: Sequence[Path] = ()) -> MappingTable:
     for folder in extra:
         _load_folder(folder, concepts, text, site=True)
     _validate(concepts)
+    _validate_text(text, concepts)
     return MappingTable(concepts, text)

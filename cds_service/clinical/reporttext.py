@@ -1,32 +1,46 @@
-"""Reading radiology report text: which finding phrases are present, negated or uncertain.
+"""Reading radiology report text: which findings a report states as present, negated or
+uncertain (clinical-rules.md §2 "Imaging findings", item 3).
 
-A NegEx-style reader (Chapman et al. 2001) kept deliberately small. The phrase lists live in the
-mappings (``mappings/imaging-findings.toml`` for findings, ``mappings/report-text.toml`` for cues):
+A ConText reader (Harkema et al. 2009; the successor of NegEx, Chapman et al. 2001). Its data is
+``mappings/report-text.toml`` (cues, sections, diagnosis words) and the ``phrases`` of
+``mappings/imaging-findings.toml``; ``mappings/README.md`` "Report text" documents the rules:
 
-- a finding phrase is **negated** when a negation cue precedes it, or a post-negation cue follows
-  it, within the same sentence, at most ``WINDOW`` words away, with no scope breaker between
-  ("no periosteal reaction", "without evidence of osteomyelitis", "negative for", "has resolved");
-- it is **uncertain** when an uncertainty cue is that close ("cannot exclude", "possible",
-  "equivocal"): the rulebook treats it as present, and cards say "reported as possible";
-- uncertainty cues look backwards only ("possible osteomyelitis"), except passive ones that
-  follow the finding ("osteomyelitis cannot be excluded", "... not ruled out");
-- uncertainty wins over negation ("osteomyelitis cannot be excluded" is uncertain, not negated).
+1. The text is cut into statements by :mod:`reportlayout` (sections, lines, bullets, numbered
+   items, sentences). Statements outside findings-type sections (indication, history,
+   comparison, technique, recommendation) are not read.
+2. Each statement is tokenised (lower case, whole words, "?" a word, ``fillers`` dropped). Cues
+   are found longest first; a cue overlapping a finding phrase is dropped; ``pseudo`` cues do
+   nothing.
+3. A finding is governed by the nearest forward cue before it and the nearest backward cue after
+   it, each only when no scope breaker lies between (bidirectional cues count both ways). When
+   both govern it, hypothetical ranks first, then uncertain, negated, historical.
+   Hypothetical and historical mentions are not findings of this study and are dropped.
+4. Per section, a present mention of a concept beats an uncertain one, which beats a negated
+   one. The decisive section is the addendum if it mentions the concept, else the impression,
+   else the findings ("the impression decides"); and when the decisive section negates one of the
+   concept's diagnosis words ("No radiographic evidence of osteomyelitis") the report is negative
+   for it, whatever sign it describes.
+5. A marrow abnormality stated in any findings-type section, and a normal-marrow statement with an
+   exception in its sentence ("normal except for ..."), cancel ``normal-marrow``.
 
-Per concept, one positive mention beats uncertain mentions, which beat negated ones.
+No report text, sentence or token is ever logged; the results carry concept ids and categories.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
+from typing import Any
 
-WINDOW = 6
-# Sentences end at . ; : ! ? or a blank line; a single line break (wrapped text) does not.
-_SENTENCES = re.compile(r"(?<=[.;:!?])\s+|\n\s*\n")
-_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+from .reportlayout import FINDING_KINDS, Layout, statements
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|\?")
+NORMAL_MARROW = "normal-marrow"
+CONFLUENT = "confluent-marrow-replacement"
+_ABNORMAL = "\x00abnormal-marrow"  # internal concept id (never a mapping key)
 
 
 class Mention(Enum):
@@ -35,128 +49,241 @@ class Mention(Enum):
     NEGATED = "negated"
 
 
+# cue categories
+NEG, UNC, HYP, HIST, PSEUDO, STOP, EXC = "neg", "unc", "hyp", "hist", "pseudo", "stop", "exc"
+# combined when a forward and a backward cue both govern a finding: the first in this order wins
+_RANK = {HYP: 0, UNC: 1, NEG: 2, HIST: 3}
+_CUE_KINDS = {  # report-text.toml key -> (category, forward, backward)
+    "negation": (NEG, True, False), "post_negation": (NEG, False, True),
+    "uncertainty": (UNC, True, False), "post_uncertainty": (UNC, False, True),
+    "bidirectional_uncertainty": (UNC, True, True),
+    "hypothetical": (HYP, True, False), "post_hypothetical": (HYP, False, True),
+    "historical": (HIST, True, False), "pseudo": (PSEUDO, False, False),
+    "scope_breakers": (STOP, False, False), "exceptions": (EXC, False, False),
+}
+# A bidirectional cue ("X versus Y") joins neighbours: at most this many words between.
+NEAR = 3
+_STRENGTH = {Mention.PRESENT: 3, Mention.UNCERTAIN: 2, Mention.NEGATED: 1}
+
+
 @dataclass(frozen=True)
-class CuePhrases:
-    negation: tuple[tuple[str, ...], ...]
-    post_negation: tuple[tuple[str, ...], ...]
-    uncertainty: tuple[tuple[str, ...], ...]
-    post_uncertainty: tuple[tuple[str, ...], ...]
-    breakers: frozenset[str]
+class Cue:
+    category: str
+    forward: bool
+    backward: bool
+
+    @property
+    def bidirectional(self) -> bool:
+        return self.forward and self.backward
+
+
+Phrases = dict[str, tuple[tuple[tuple[str, ...], ...], ...]]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Compiled cue and phrase tables (built once per distinct mapping content)."""
+
+    cues: Mapping[str, tuple[tuple[tuple[str, ...], tuple[Cue, ...]], ...]]  # by first word
+    targets: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]]  # first word -> (phrase, cid)
+    fillers: frozenset[str]
+    diagnoses: Mapping[str, frozenset[tuple[str, ...]]]
+    layout: Layout
 
     @classmethod
-    def build(cls, negation: Iterable[str], post_negation: Iterable[str],
-              uncertainty: Iterable[str], breakers: Iterable[str]) -> CuePhrases:
-        # Built once per distinct cue lists (every request passes the same mappings).
-        return _build_cues(tuple(negation), tuple(post_negation), tuple(uncertainty),
-                           tuple(breakers))
+    def from_mappings(cls, mappings: Any) -> Reader:
+        """The reader for a :class:`~cds_service.mappings.MappingTable` (cached per table)."""
+        cached = _READERS.get(mappings)
+        if cached is None:
+            text = mappings.text
+            phrases = {cid: c.phrases for cid, c in mappings.concepts.items() if c.phrases}
+            cached = _READERS[mappings] = cls.build(text.cues, phrases, text.sections,
+                                                    text.diagnoses)
+        return cached
 
+    @classmethod
+    def build(cls, cues: Mapping[str, Iterable[str]], phrases: Mapping[str, Iterable[str]],
+              sections: Mapping[str, Iterable[str]] | None = None,
+              diagnoses: Mapping[str, Iterable[str]] | None = None) -> Reader:
+        fillers = frozenset(w for f in cues.get("fillers", ()) for w in _WORD.findall(f.lower()))
 
-@lru_cache(maxsize=16)
-def _build_cues(negation: tuple[str, ...], post_negation: tuple[str, ...],
-                uncertainty: tuple[str, ...], breakers: tuple[str, ...]) -> CuePhrases:
-    def words(items: Iterable[str]) -> tuple[tuple[str, ...], ...]:
-        return tuple(sorted({tuple(_WORD.findall(i.lower())) for i in items if _WORD.findall(
-            i.lower())}, key=len, reverse=True))
+        def words(text: str) -> tuple[str, ...]:
+            return tuple(w for w in _WORD.findall(text.lower()) if w not in fillers)
 
-    uncertain = list(uncertainty)
-    passive = [c for c in uncertain if "excluded" in c or "ruled out" in c]
-    return CuePhrases(words(negation), words(post_negation),
-                      words(c for c in uncertain if c not in passive), words(passive),
-                      frozenset(b.strip().lower() for b in breakers))
+        by_phrase: dict[tuple[str, ...], set[Cue]] = {}
+        for key, (category, forward, backward) in _CUE_KINDS.items():
+            for item in cues.get(key, ()):
+                phrase = words(item)
+                if phrase:
+                    by_phrase.setdefault(phrase, set()).add(Cue(category, forward, backward))
+        cue_index: dict[str, list[tuple[tuple[str, ...], tuple[Cue, ...]]]] = {}
+        for phrase, kinds in by_phrase.items():
+            ordered = tuple(sorted(kinds, key=lambda c: (c.category, c.forward, c.backward)))
+            cue_index.setdefault(phrase[0], []).append((phrase, ordered))
+        targets: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        concept_phrases = dict(phrases)
+        concept_phrases[_ABNORMAL] = list(cues.get("abnormal_marrow", ()))
+        for cid, items in concept_phrases.items():
+            for item in items:
+                phrase = words(item)
+                if phrase:
+                    targets.setdefault(phrase[0], []).append((phrase, cid))
+        longest = {k: tuple(sorted(set(v), key=lambda p: -len(p[0]))) for k, v in
+                   cue_index.items()}
+        return cls(longest, {k: tuple(sorted(set(v), key=lambda p: -len(p[0])))
+                             for k, v in targets.items()},
+                   fillers, {cid: frozenset(words(w) for w in ws)
+                             for cid, ws in (diagnoses or {}).items()},
+                   Layout.build(sections or {}))
 
+    # ------------------------------------------------------------------ one sentence
+    def tokens(self, sentence: str) -> list[str]:
+        fillers = self.fillers
+        return [w for w in _WORD.findall(sentence.lower()) if w not in fillers]
 
-def _find(tokens: list[str], phrase: tuple[str, ...]) -> list[int]:
-    """Start positions of ``phrase`` in ``tokens``, in order (``list.index`` finds candidates)."""
-    n = len(phrase)
-    last = len(tokens) - n  # the last position a match may start at
-    if n == 0:
-        return list(range(last + 1))
-    first = phrase[0]
-    found = []
-    i = -1
-    while True:
-        try:
-            i = tokens.index(first, i + 1, last + 1)
-        except ValueError:
-            return found
-        if n == 1 or tuple(tokens[i:i + n]) == phrase:
-            found.append(i)
-
-
-def _cue_before(tokens: list[str], start: int, cues: tuple[tuple[str, ...], ...],
-                breakers: frozenset[str]) -> bool:
-    lo = max(0, start - WINDOW - 3)
-    window = tokens[lo:start]
-    present = set(window)
-    for cue in cues:
-        if cue[0] not in present:  # cannot occur in the window
-            continue
-        for pos in _find(window, cue):
-            cue_end = lo + pos + len(cue)
-            between = tokens[cue_end:start]
-            if len(between) <= WINDOW and not breakers.intersection(between):
-                return True
-    return False
-
-
-def _cue_after(tokens: list[str], end: int, cues: tuple[tuple[str, ...], ...],
-               breakers: frozenset[str]) -> bool:
-    hi = min(len(tokens), end + WINDOW + 3)
-    window = tokens[end:hi]
-    present = set(window)
-    for cue in cues:
-        if cue[0] not in present:  # cannot occur in the window
-            continue
-        for pos in _find(window, cue):
-            between = tokens[end:end + pos]
-            if len(between) <= WINDOW and not breakers.intersection(between):
-                return True
-    return False
-
-
-def _tokens(sentence: str) -> list[str]:
-    # Keep "but", "however" etc. as tokens; punctuation inside a sentence (commas) is dropped.
-    return _WORD.findall(sentence.lower())
-
-
-def read_mentions(text: str, phrases: dict[str, list[str]], cues: CuePhrases) -> dict[str, Mention]:
-    """Return, per concept id, how the text mentions it (concepts not mentioned are absent).
-
-    Examples (with the project's cue lists):
-    - "Periosteal reaction at the 2nd metatarsal stump." -> om-imaging-pattern PRESENT
-    - "No periosteal reaction." -> om-imaging-pattern NEGATED
-    - "Osteomyelitis cannot be excluded." -> om-imaging-pattern UNCERTAIN
-    """
-    found: dict[str, Mention] = {}
-    rank = {Mention.PRESENT: 3, Mention.UNCERTAIN: 2, Mention.NEGATED: 1}
-    compiled = _compile(tuple((cid, tuple(ps)) for cid, ps in phrases.items()))
-    for sentence in _SENTENCES.split(text):
-        tokens = _tokens(sentence)
-        if not tokens:
-            continue
-        present = set(tokens)
-        for concept_id, concept_phrases in compiled:
-            for phrase in concept_phrases:
-                if phrase[0] not in present:  # cannot occur in this sentence
+    def read_tokens(self, tokens: Sequence[str],
+                    targets: Sequence[tuple[int, int, str]]) -> list[tuple[str, str | None, int]]:
+        """For each target span ``(start, end, concept)``: ``(concept, category, start)``, the
+        category being None (affirmed), neg, unc, hyp or hist."""
+        cues = self._cues_in(tokens, targets)
+        out = []
+        for start, end, cid in targets:
+            before = after = hypothetical = None
+            for _pos, stop, cue in reversed(cues):  # forward cues before the target
+                if stop > start:
                     continue
-                for start in _find(tokens, phrase):
-                    end = start + len(phrase)
-                    if (_cue_before(tokens, start, cues.uncertainty, cues.breakers)
-                            or _cue_after(tokens, end, cues.post_uncertainty, cues.breakers)):
-                        mention = Mention.UNCERTAIN
-                    elif (_cue_before(tokens, start, cues.negation, cues.breakers)
-                          or _cue_after(tokens, end, cues.post_negation, cues.breakers)):
-                        mention = Mention.NEGATED
-                    else:
-                        mention = Mention.PRESENT
-                    if rank[mention] > rank.get(found.get(concept_id), 0):  # type: ignore[arg-type]
-                        found[concept_id] = mention
-    return found
+                if cue.category == STOP:
+                    break
+                if not cue.forward or (cue.bidirectional and start - stop > NEAR):
+                    continue
+                if before is None:
+                    before = cue.category  # the nearest one governs ...
+                if cue.category == HYP:
+                    hypothetical = HYP  # ... but a question or condition covers its clause
+                    break
+            for pos, _stop, cue in cues:  # the nearest backward cue after the target
+                if pos < end:
+                    continue
+                if cue.category == STOP:
+                    break
+                if cue.backward and not (cue.bidirectional and pos - end > NEAR):
+                    after = cue.category
+                    break
+            found = [c for c in (before, after, hypothetical) if c in _RANK]
+            out.append((cid, min(found, key=_RANK.__getitem__) if found else None, start))
+        return out
+
+    def _cues_in(self, tokens: Sequence[str], targets: Sequence[tuple[int, int, str]],
+                 ) -> list[tuple[int, int, Cue]]:
+        covered = set()
+        for start, end, _ in targets:
+            covered.update(range(start, end))
+        found: list[tuple[int, int, Cue]] = []
+        i, n = 0, len(tokens)
+        index = self.cues
+        while i < n:
+            options = index.get(tokens[i])
+            matched = 0
+            if options:
+                for phrase, kinds in options:
+                    size = len(phrase)
+                    if tuple(tokens[i:i + size]) == phrase and not covered.intersection(
+                            range(i, i + size)):
+                        for cue in kinds:
+                            if cue.category != PSEUDO:
+                                found.append((i, i + size, cue))
+                        matched = size
+                        break
+            i += matched or 1
+        found.sort(key=lambda item: item[0])
+        return found
+
+    def find_targets(self, tokens: Sequence[str]) -> list[tuple[int, int, str]]:
+        """Finding phrases in ``tokens``: ``(start, end, concept)``, longest phrase per start."""
+        out = []
+        index = self.targets
+        for i, word in enumerate(tokens):
+            options = index.get(word)
+            if not options:
+                continue
+            seen = set()
+            for phrase, cid in options:
+                if cid in seen:
+                    continue
+                size = len(phrase)
+                if size == 1 or tuple(tokens[i:i + size]) == phrase:
+                    out.append((i, i + size, cid))
+                    seen.add(cid)
+        return out
+
+    def read_sentence(self, sentence: str) -> dict[str, Mention]:
+        """The mentions of one sentence (no sections), strongest per concept."""
+        found: dict[str, Mention] = {}
+        tokens = self.tokens(sentence)
+        for cid, category, _ in self.read_tokens(tokens, self.find_targets(tokens)):
+            mention = _MENTION.get(category)
+            if mention is not None and _STRENGTH[mention] > _STRENGTH.get(found.get(cid), 0):
+                found[cid] = mention
+        found.pop(_ABNORMAL, None)
+        return found
+
+    # ------------------------------------------------------------------ a whole report
+    def read_report(self, texts: Iterable[tuple[str, str]]) -> dict[str, Mention]:
+        """Read a report's texts, each ``(default section, text)``; per concept its reading."""
+        by_section: dict[str, dict[str, Mention]] = {}
+        diagnosis: dict[str, dict[str, Mention]] = {}  # section -> concept -> strongest
+        abnormal = False
+        for default, text in texts:
+            for statement in statements(text, self.layout, default):
+                if statement.section not in FINDING_KINDS:
+                    continue
+                tokens = self.tokens(statement.text)
+                targets = self.find_targets(tokens)
+                if not targets:
+                    continue
+                level = by_section.setdefault(statement.section, {})
+                exception = None
+                for cid, category, start in self.read_tokens(tokens, targets):
+                    mention = _MENTION.get(category)
+                    if mention is None:
+                        continue
+                    if cid == _ABNORMAL:
+                        abnormal = abnormal or mention is not Mention.NEGATED
+                        continue
+                    if cid == NORMAL_MARROW and mention is Mention.PRESENT:
+                        if exception is None:
+                            exception = self._has_exception(tokens)
+                        if exception:
+                            abnormal = True
+                    if cid == CONFLUENT and mention is not Mention.NEGATED:
+                        abnormal = True
+                    if self._is_diagnosis(cid, tokens, start):
+                        named = diagnosis.setdefault(statement.section, {})
+                        if _STRENGTH[mention] > _STRENGTH.get(named.get(cid), 0):
+                            named[cid] = mention
+                    if _STRENGTH[mention] > _STRENGTH.get(level.get(cid), 0):
+                        level[cid] = mention
+        result: dict[str, Mention] = {}
+        for section in ("findings", "impression", "addendum"):  # later sections decide
+            level = by_section.get(section, {})
+            result.update(level)
+            if section == "findings":
+                continue
+            for cid, named in diagnosis.get(section, {}).items():
+                if named is Mention.NEGATED:  # the diagnosis itself is ruled out here
+                    result[cid] = Mention.NEGATED
+        if abnormal and result.get(NORMAL_MARROW) is Mention.PRESENT:
+            result[NORMAL_MARROW] = Mention.NEGATED
+        return result
+
+    def _has_exception(self, tokens: Sequence[str]) -> bool:
+        return any(cue.category == EXC for _, _, cue in self._cues_in(tokens, ()))
+
+    def _is_diagnosis(self, cid: str, tokens: Sequence[str], start: int) -> bool:
+        words = self.diagnoses.get(cid)
+        return bool(words) and any(tuple(tokens[start:start + len(w)]) == w for w in words)
 
 
-@lru_cache(maxsize=16)
-def _compile(phrases: tuple[tuple[str, tuple[str, ...]], ...],
-             ) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]:
-    """Finding phrases as word tuples, per concept (once per distinct phrase lists)."""
-    return tuple((cid, tuple(tuple(_WORD.findall(p)) for p in ps if _WORD.findall(p)))
-                 for cid, ps in phrases)
+_READERS: weakref.WeakKeyDictionary[Any, Reader] = weakref.WeakKeyDictionary()
+_MENTION = {None: Mention.PRESENT, UNC: Mention.UNCERTAIN, NEG: Mention.NEGATED}
+
