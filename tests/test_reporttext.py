@@ -288,3 +288,12 @@ def test_broken_report_text_files_stop_start_up(tmp_path, content, message):
     (tmp_path / "report-text.toml").write_text(content)
     with pytest.raises(MappingError, match=message):
         load_mappings(DEFAULT_MAPPINGS_DIR, [tmp_path])
+
+
+def test_the_reading_names_the_statement_that_decided_each_concept():
+    reading = READER.read([("findings", "FINDINGS: Periosteal reaction at the osteotomy.\n"
+                                        "IMPRESSION: Postsurgical change. No   osteomyelitis.\n"
+                                        "Normal marrow signal. Marrow edema in the cuboid.")])
+    assert reading.mentions[OM] == N and reading.evidence[OM] == "No osteomyelitis."
+    assert reading.mentions[NORMAL] == N
+    assert reading.evidence[NORMAL] == "Marrow edema in the cuboid."

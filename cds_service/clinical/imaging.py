@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..fhir.resources import as_list, reference_id, resource_date
+from ..fhir.resources import as_list, coding_keys, reference_id, resource_date
 from .finding import Finding
 from .finding import ref as _ref
 from .laterality import side_from_codes, side_from_text, side_of
@@ -43,14 +43,26 @@ class ImagingReport:
     side: str | None
     has_report: bool
     findings: dict[str, str] = field(default_factory=dict)  # concept -> polarity
-    text: str = ""  # the report's conclusion and plain-text forms (shown by the timeline)
+    text: str = ""  # the report's text as read, every format (shown by the timeline)
+    # concept -> the statement that decided its reading (report text: shown escaped, never logged)
+    evidence: dict[str, str] = field(default_factory=dict)
+    # why parts of the report could not be read (no text quoted); a report with any unread part
+    # is never negative evidence (clinical-rules.md §2: unread never counts as negative)
+    unread: tuple[str, ...] = ()
+
+    @property
+    def read(self) -> bool:
+        """A report whose every part was read (its silence about a finding is a negative)."""
+        return self.has_report and not self.unread
 
 
 class ImagingMixin:
     """The imaging part of :class:`~cds_service.clinical.record.Record`.
 
-    It reads the Record's own indexes (``_reports``, ``_studies``, ``_observations``) and its
-    helpers (``_check``, ``_usable``, ``_polarity``, ``_date``, ``same_side``, ``within``).
+    It reads the Record's own indexes (``_reports``, ``_studies``, ``_observations``,
+    ``_text_observations``), its helpers (``_check``, ``_usable``, ``_polarity``, ``_date``,
+    ``same_side``, ``within``), ``fetch_attachment`` (None, or a function that fetches an
+    attachment ``url`` on the same FHIR server within the hook's budget) and ``notes``.
     """
 
     def _kind_of_report(self, report: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
@@ -98,11 +110,16 @@ class ImagingMixin:
         return None
 
     def _read_imaging(self) -> list[ImagingReport]:
-        from .reporttext import CuePhrases, Mention, read_mentions
+        from .reportformats import report_texts
+        from .reporttext import Mention, Reader
 
-        cues = CuePhrases.build(self.mappings.text.negation, self.mappings.text.post_negation,
-                                self.mappings.text.uncertainty, self.mappings.text.scope_breakers)
-        phrases = {cid: c.phrases for cid, c in self.mappings.concepts.items() if c.phrases}
+        reader = Reader.from_mappings(self.mappings)
+        text_map = self.mappings.text
+        findings = {cid for cid, c in self.mappings.concepts.items() if c.phrases}
+        polarity_of = {Mention.PRESENT: "positive", Mention.UNCERTAIN: "uncertain",
+                       Mention.NEGATED: "negative"}
+        finding_observations = {str(o.get("id")) for cid in findings
+                                for o in self._observations.get(cid, ())}
         reports: list[ImagingReport] = []
         other_side: list[ImagingReport] = []
         self.imaging_other_side = other_side
@@ -113,36 +130,50 @@ class ImagingMixin:
             kind, study = self._kind_of_report(report)
             if kind is None or not self._check(report):
                 continue
-            texts = [report.get("conclusion")]
-            for form in as_list(report.get("presentedForm")):
-                if isinstance(form, dict) and str(form.get("contentType", "")).startswith(
-                        "text/plain"):
-                    texts.append(_decode_attachment(form))
             side = (self._study_side(study) if study else None) or side_of(report) or \
                 side_from_text((report.get("code") or {}).get("text"))
             item = ImagingReport(_ref(report), kind, resource_date(report), side, True)
-            item.text = "\n\n".join(t for t in texts if isinstance(t, str) and t)
+            coded = False
             for cid in self.mappings.concepts_of(report.get("conclusionCode")):
-                item.findings[cid] = "positive"
-            for text in texts:
-                if not isinstance(text, str) or not text:
+                cid = text_map.conclusion_codes.get(cid, cid)
+                if cid in findings:
+                    item.findings[cid] = "positive"
+                    coded = True
+            extracted = report_texts(report, self.fetch_attachment)
+            texts = extracted.texts
+            linked = False
+            own_side = self.same_side(side)
+            for ref in as_list(report.get("result")):
+                _, ident = reference_id(ref)
+                if not ident:
                     continue
-                for cid, mention in read_mentions(text, phrases, cues).items():
-                    polarity = {Mention.PRESENT: "positive", Mention.UNCERTAIN: "uncertain",
-                                Mention.NEGATED: "negative"}[mention]
-                    if _stronger(polarity, item.findings.get(cid)):
-                        item.findings[cid] = polarity
-            if not self.same_side(side):
+                if own_side:
+                    results_of[f"Observation/{ident}"] = item
+                narrative = self._text_observations.get(ident)
+                if narrative is not None and self._check(narrative):
+                    texts.append((self._result_section(narrative), narrative["valueString"]))
+                elif ident in finding_observations:
+                    linked = True
+            reading = reader.read(texts)
+            for cid, mention in reading.mentions.items():
+                polarity = polarity_of[mention]
+                if _stronger(polarity, item.findings.get(cid)):
+                    item.findings[cid] = polarity
+                    item.evidence[cid] = reading.evidence[cid]
+            item.text = "\n\n".join(text for _, text in texts)
+            item.unread = tuple(extracted.unread)
+            if not (texts or coded or linked or item.unread):
+                item.unread = ("the report carries no text",)
+            if not own_side:
                 other_side.append(item)  # shown as ignored (timeline), never used by a rule
                 if study is not None:
                     other_studies.add(str(study.get("id")))
                 continue
             if study is not None:
                 reported_studies.add(str(study.get("id")))
-            for ref in as_list(report.get("result")):
-                _, ident = reference_id(ref)
-                if ident:
-                    results_of[f"Observation/{ident}"] = item
+            for reason in item.unread:
+                self.notes.append(f"{item.ref} ({self.mappings.label(kind)}): {reason}; "
+                                  "its findings are unknown (not counted as negative)")
             reports.append(item)
         for ident, study in self._studies.items():
             if ident in reported_studies:
@@ -161,6 +192,14 @@ class ImagingMixin:
                                                 resource_date(study), side, False))
         self._add_finding_observations(reports, results_of)
         return reports
+
+    def _result_section(self, observation: dict[str, Any]) -> str:
+        """The section a result Observation's code implies (report-text.toml result_sections)."""
+        sections = self.mappings.text.result_sections
+        for key in coding_keys(observation.get("code")):
+            if key in sections:
+                return sections[key]
+        return "findings"
 
     def _add_finding_observations(self, reports: list[ImagingReport],
                                   results_of: dict[str, ImagingReport]) -> None:
@@ -187,13 +226,14 @@ class ImagingMixin:
     def imaging_reports(self, kinds: Iterable[str], days: float | None = None,
                         min_days_after_amputation: float | None = None,
                         reported_only: bool = False) -> list[ImagingReport]:
-        """Same-side imaging of the given kinds, newest first."""
+        """Same-side imaging of the given kinds, newest first; ``reported_only``: only reports
+        that were read in full (the ones whose silence about a finding means it is absent)."""
         wanted = set(kinds)
         out = [r for r in self.imaging if r.kind in wanted
                and (days is None or self.within(r.when, days))
                and (min_days_after_amputation is None
                     or self.after_amputation(r.when, min_days_after_amputation))
-               and (r.has_report or not reported_only)]
+               and (r.read or not reported_only)]
         out.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=self.now.tzinfo),
                  reverse=True)
         return out
@@ -216,16 +256,3 @@ class ImagingMixin:
 def _stronger(new: str, old: str | None) -> bool:
     rank = {"positive": 3, "uncertain": 2, "negative": 1}
     return rank[new] > rank.get(old or "", 0)
-
-
-def _decode_attachment(form: dict[str, Any]) -> str | None:
-    import base64
-    import binascii
-
-    data = form.get("data")
-    if not isinstance(data, str):
-        return None
-    try:
-        return base64.b64decode(data, validate=False).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        return None

@@ -57,6 +57,9 @@ def s_2(facts: Facts) -> RuleResult:
 #####################################################################
 # Osteomyelitis rules (clinical-rules.md §6)
 
+# OM-6: foot imaging whose OM pattern (present or uncertain) keeps the tier from not-supported
+OM6_IMAGING = (*XR_CT_MRI, "leukocyte-scan", "fdg-pet")
+
 
 def om_1(facts: Facts) -> RuleResult:
     """OM-1 confirmed: positive bone culture or histopathology after the amputation. IWGDF 2023."""
@@ -72,20 +75,33 @@ def om_1(facts: Facts) -> RuleResult:
 
 
 def _latest_mri(facts: Facts):  # type: ignore[no-untyped-def]
-    reports = facts.record.imaging_reports(["foot-mri"], th.IMAGING, reported_only=True)
+    """The most recent foot MRI report (90 days), read or not: an unread latest MRI is no
+    evidence either way, and an older one does not stand in for it."""
+    reports = [r for r in facts.record.imaging_reports(["foot-mri"], th.IMAGING)
+               if r.has_report]
     return reports[0] if reports else None
 
 
 def om_5(facts: Facts) -> RuleResult:
-    """OM-5 normal MRI: the latest foot MRI (90 days) reports normal marrow and nothing contrary
-    came later. A negative MRI has LR- 0.14 (Butalia 2008)."""
+    """OM-5 normal MRI: the latest foot MRI (90 days) reports normal marrow at the stump and
+    nothing contrary came later. A negative MRI has LR- 0.14 (Butalia 2008).
+
+    Normal marrow at the stump (clinical-rules.md §6 item 3): the report reader cancels
+    ``normal-marrow`` when the same MRI states a marrow abnormality anywhere (oedema, low T1
+    signal, replacement; ``mappings/report-text.toml`` ``abnormal_marrow``) or qualifies the
+    normal statement ("normal except ..."). Also contrary on the same MRI: confluent marrow
+    replacement or an osteomyelitis pattern (present or uncertain). An MRI whose report could
+    not be read in full is no evidence of normal marrow.
+    """
     mri = _latest_mri(facts)
-    if mri is None or mri.findings.get("normal-marrow") != "positive":
+    if mri is None or not mri.read or mri.findings.get("normal-marrow") != "positive":
         return _no("OM-5")
     later = [f for concept in ("om-imaging-pattern", "confluent-marrow-replacement")
              for f in facts.record.imaging_findings(concept, XR_CT_MRI, th.IMAGING)
              if f.when and mri.when and f.when > mri.when]
-    if later or mri.findings.get("confluent-marrow-replacement") in ("positive", "uncertain"):
+    contrary = [c for c in ("confluent-marrow-replacement", "om-imaging-pattern")
+                if mri.findings.get(c) in ("positive", "uncertain")]
+    if later or contrary:
         return _no("OM-5")
     finding = Finding("normal-marrow", "Normal marrow on MRI", mri.ref, mri.when,
                       polarity="positive", modality="foot-mri", text="foot MRI: normal marrow")
@@ -172,13 +188,18 @@ def _sign_name(finding: Finding) -> str:
 
 def om_6(facts: Facts, others_fired: bool) -> RuleResult:
     """OM-6 not supported: nothing above fired, no wound, no high ESR/elevated CRP in 30 days,
-    and some negative evidence (a normal ESR or CRP in 30 days, or a same-side radiograph in 90
-    days without an OM pattern). Reasoning from base rates (B); Butalia 2008.
+    no same-side foot imaging in 90 days showing an OM pattern (present or uncertain), and some
+    negative evidence (a normal ESR or CRP in 30 days, or a same-side radiograph in 90 days, read
+    in full, without an OM pattern). Reasoning from base rates (B); Butalia 2008.
 
-    "Normal" uses the rulebook thresholds: ESR <= 70 mm/h, CRP <= 10 mg/L.
+    "Normal" uses the rulebook thresholds: ESR <= 70 mm/h, CRP <= 10 mg/L. "Foot imaging" for the
+    OM-pattern condition is radiograph, CT, MRI, leukocyte scan and FDG-PET; a three-phase bone
+    scan is left out because no bone-scan report may move the tier (OM-8 note).
     """
     if others_fired or facts.has_wound or facts.esr_high or facts.crp_elevated:
         return _no("OM-6")
+    if facts.record.imaging_findings("om-imaging-pattern", OM6_IMAGING, th.IMAGING):
+        return _no("OM-6")  # an OM pattern on imaging leaves the tier indeterminate
     negative: list[Finding] = []
     if facts.esr is not None:
         negative.append(facts.esr)

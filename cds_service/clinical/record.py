@@ -30,6 +30,7 @@ from .finding import Finding
 from .finding import ref as _ref
 from .imaging import IMAGING_KINDS, ImagingMixin, ImagingReport
 from .laterality import SNOMED, side_of
+from .reportformats import Fetch
 from .validation import Validator
 
 __all__ = ["IMAGING_KINDS", "Amputation", "Finding", "ImagingReport", "Record", "side_of"]
@@ -61,8 +62,10 @@ class Record(ImagingMixin):
     """The usable part of one patient's record, indexed by concept."""
 
     def __init__(self, resources: Iterable[dict[str, Any]], mappings: MappingTable,
-                 now: datetime, patient_id: str | None = None) -> None:
+                 now: datetime, patient_id: str | None = None,
+                 fetch_attachment: Fetch | None = None) -> None:
         self.mappings = mappings
+        self.fetch_attachment = fetch_attachment  # report attachments by url (same server only)
         self.now = now
         self.patient_id = patient_id
         self._validator = Validator()
@@ -74,6 +77,7 @@ class Record(ImagingMixin):
         self._procedures: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._medications: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._reports: list[dict[str, Any]] = []
+        self._text_observations: dict[str, dict[str, Any]] = {}  # id -> unmapped, valueString
         self._studies: dict[str, dict[str, Any]] = {}
         self._medication_resources: dict[str, dict[str, Any]] = {}
         self._dates: dict[int, datetime | None] = {}  # id(resource) -> resource_date
@@ -103,6 +107,10 @@ class Record(ImagingMixin):
                     if concepts and mine(resource):
                         for cid in concepts:
                             self._observations[cid].append(resource)
+                    elif not concepts and isinstance(resource.get("valueString"), str) \
+                            and mine(resource):
+                        # a report's result may carry the report text (§2 "Imaging findings")
+                        self._text_observations[str(resource.get("id"))] = resource
                 continue
             if not mine(resource):
                 continue

@@ -230,9 +230,13 @@ class Reader:
     # ------------------------------------------------------------------ a whole report
     def read_report(self, texts: Iterable[tuple[str, str]]) -> dict[str, Mention]:
         """Read a report's texts, each ``(default section, text)``; per concept its reading."""
-        by_section: dict[str, dict[str, Mention]] = {}
-        diagnosis: dict[str, dict[str, Mention]] = {}  # section -> concept -> strongest
-        abnormal = False
+        return self.read(texts).mentions
+
+    def read(self, texts: Iterable[tuple[str, str]]) -> Reading:
+        """Like :meth:`read_report`, with the statement that decided each concept."""
+        by_section: dict[str, dict[str, tuple[Mention, str]]] = {}
+        diagnosis: dict[str, dict[str, tuple[Mention, str]]] = {}  # section -> strongest named
+        abnormal: str | None = None  # a statement that states a marrow abnormality
         for default, text in texts:
             for statement in statements(text, self.layout, default):
                 if statement.section not in FINDING_KINDS:
@@ -247,34 +251,33 @@ class Reader:
                     mention = _MENTION.get(category)
                     if mention is None:
                         continue
+                    said = (mention, statement.text)
                     if cid == _ABNORMAL:
-                        abnormal = abnormal or mention is not Mention.NEGATED
+                        if mention is not Mention.NEGATED:
+                            abnormal = abnormal or statement.text
                         continue
                     if cid == NORMAL_MARROW and mention is Mention.PRESENT:
                         if exception is None:
                             exception = self._has_exception(tokens)
                         if exception:
-                            abnormal = True
+                            abnormal = abnormal or statement.text
                     if cid == CONFLUENT and mention is not Mention.NEGATED:
-                        abnormal = True
+                        abnormal = abnormal or statement.text
                     if self._is_diagnosis(cid, tokens, start):
-                        named = diagnosis.setdefault(statement.section, {})
-                        if _STRENGTH[mention] > _STRENGTH.get(named.get(cid), 0):
-                            named[cid] = mention
-                    if _STRENGTH[mention] > _STRENGTH.get(level.get(cid), 0):
-                        level[cid] = mention
-        result: dict[str, Mention] = {}
+                        _keep_stronger(diagnosis.setdefault(statement.section, {}), cid, said)
+                    _keep_stronger(level, cid, said)
+        result: dict[str, tuple[Mention, str]] = {}
         for section in ("findings", "impression", "addendum"):  # later sections decide
-            level = by_section.get(section, {})
-            result.update(level)
+            result.update(by_section.get(section, {}))
             if section == "findings":
                 continue
             for cid, named in diagnosis.get(section, {}).items():
-                if named is Mention.NEGATED:  # the diagnosis itself is ruled out here
-                    result[cid] = Mention.NEGATED
-        if abnormal and result.get(NORMAL_MARROW) is Mention.PRESENT:
-            result[NORMAL_MARROW] = Mention.NEGATED
-        return result
+                if named[0] is Mention.NEGATED:  # the diagnosis itself is ruled out here
+                    result[cid] = named
+        if abnormal and result.get(NORMAL_MARROW, (None,))[0] is Mention.PRESENT:
+            result[NORMAL_MARROW] = (Mention.NEGATED, abnormal)
+        return Reading({cid: m for cid, (m, _) in result.items()},
+                       {cid: " ".join(t.split()) for cid, (_, t) in result.items()})
 
     def _has_exception(self, tokens: Sequence[str]) -> bool:
         return any(cue.category == EXC for _, _, cue in self._cues_in(tokens, ()))
@@ -282,6 +285,22 @@ class Reader:
     def _is_diagnosis(self, cid: str, tokens: Sequence[str], start: int) -> bool:
         words = self.diagnoses.get(cid)
         return bool(words) and any(tuple(tokens[start:start + len(w)]) == w for w in words)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A report's reading: per concept the mention, and the statement that decided it (report
+    text: for display where text is shown escaped, never for logs)."""
+
+    mentions: dict[str, Mention]
+    evidence: dict[str, str]
+
+
+def _keep_stronger(table: dict[str, tuple[Mention, str]], cid: str,
+                   said: tuple[Mention, str]) -> None:
+    old = table.get(cid)
+    if old is None or _STRENGTH[said[0]] > _STRENGTH[old[0]]:
+        table[cid] = said
 
 
 _READERS: weakref.WeakKeyDictionary[Any, Reader] = weakref.WeakKeyDictionary()

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..clinical import facts as th
-from ..clinical.reporttext import _SENTENCES, CuePhrases, Mention, read_mentions
 from ..clinical.sources import BUTALIA_2008, CRP_KINETICS, IWGDF_SEVERITY, ORZEL_1985, Source
 from ..fhir.resources import as_list, code_text, parse_datetime, resource_date
 from ..services import Evaluation
@@ -139,33 +138,13 @@ def _series(evaluation: Evaluation, concept: str, limit: float, label: str,
                   points)
 
 
-def _sentence_for(text: str, concept: str, polarity: str, phrases: dict[str, tuple[str, ...]],
-                  cues: CuePhrases) -> str | None:
-    """The first sentence of the report that, read alone, gives the finding the reader found.
-
-    The reader does not (yet) return the sentence it matched (issue 11 is adding that); reading
-    each sentence with the same reader keeps one reading of report text.
-    """
-    wanted = {"positive": Mention.PRESENT, "uncertain": Mention.UNCERTAIN,
-              "negative": Mention.NEGATED}[polarity]
-    one = {concept: phrases[concept]} if concept in phrases else {}
-    for sentence in _SENTENCES.split(text):
-        if one and read_mentions(sentence, one, cues).get(concept) is wanted:
-            return " ".join(sentence.split())
-    return None
-
-
 def _imaging_event(evaluation: Evaluation, report: Any, ignored: bool) -> Event:
     mappings = evaluation.record.mappings
-    cues = CuePhrases.build(mappings.text.negation, mappings.text.post_negation,
-                            mappings.text.uncertainty, mappings.text.scope_breakers)
-    phrases = {cid: c.phrases for cid, c in mappings.concepts.items() if c.phrases}
     marks = []
     rank = {"positive": 0, "uncertain": 1, "negative": 2}
     for concept, polarity in sorted(report.findings.items(), key=lambda i: (rank[i[1]], i[0])):
-        sentence = _sentence_for(report.text, concept, polarity, phrases, cues) \
-            if report.text else None
-        marks.append(FindingMark(mappings.label(concept), polarity, sentence))
+        # the statement the report reader decided the finding on (None: coded, not text)
+        marks.append(FindingMark(mappings.label(concept), polarity, report.evidence.get(concept)))
     title = mappings.label(report.kind)
     result = "" if report.has_report else "study done, no report"
     return Event("ignored" if ignored else "imaging", report.when, title, report.ref, result,
