@@ -297,3 +297,13 @@ def test_the_reading_names_the_statement_that_decided_each_concept():
     assert reading.mentions[OM] == N and reading.evidence[OM] == "No osteomyelitis."
     assert reading.mentions[NORMAL] == N
     assert reading.evidence[NORMAL] == "Marrow edema in the cuboid."
+
+
+def test_an_overlong_text_is_read_in_part_and_noted():
+    from cds_service.clinical.reportformats import MAX_TEXT
+
+    got = report_texts({"conclusion": "Osteomyelitis. " + "x " * MAX_TEXT})
+    assert len(got.texts[0][1]) == MAX_TEXT
+    assert READER.read_report(got.texts)[OM] == P
+    assert got.unread == ["conclusion: longer than 100,000 characters, only the first part was "
+                          "read"]

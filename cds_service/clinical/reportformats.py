@@ -36,31 +36,42 @@ RTF = frozenset({"text/rtf", "application/rtf"})
 Fetch = Callable[[str], "tuple[bytes, str | None] | None"]
 
 
+# Radiology reports are a few kilobytes; a longer text is read up to here and noted as cut.
+MAX_TEXT = 100_000
+
+
 @dataclass
 class ReportTexts:
     texts: list[tuple[str, str]] = field(default_factory=list)  # (default section, text)
     unread: list[str] = field(default_factory=list)  # why a part could not be read
+
+    def add(self, section: str, text: str, where: str) -> None:
+        if len(text) > MAX_TEXT:
+            text = text[:MAX_TEXT]
+            self.unread.append(f"{where}: longer than {MAX_TEXT:,} characters, only the first "
+                               "part was read")
+        self.texts.append((section, text))
 
 
 def report_texts(report: dict[str, Any], fetch: Fetch | None = None) -> ReportTexts:
     out = ReportTexts()
     conclusion = report.get("conclusion")
     if isinstance(conclusion, str) and conclusion.strip():
-        out.texts.append(("impression", conclusion))
+        out.add("impression", conclusion, "conclusion")
     for number, form in enumerate(as_list(report.get("presentedForm")), start=1):
         if not isinstance(form, dict):
             continue
         text, problem = attachment_text(form, fetch)
         if text is not None:
             if text.strip():
-                out.texts.append(("findings", text))
+                out.add("findings", text, f"presentedForm {number}")
         elif problem:
             out.unread.append(f"presentedForm {number}: {problem}")
     if not out.texts and not out.unread:
         narrative = report.get("text")
         div = narrative.get("div") if isinstance(narrative, dict) else None
         if isinstance(div, str) and div.strip():
-            out.texts.append(("findings", html_to_text(div)))
+            out.add("findings", html_to_text(div), "text.div")
     return out
 
 

@@ -123,12 +123,14 @@ def _sentences(chunk: str, section: str, out: list[Statement]) -> None:
         bullet = _BULLET.match(item)
         if bullet:
             item = item[bullet.end():]
-        pending = ""
+        pending: list[str] = []
+        has_word = False
         for part in _SENTENCE_END.split(item):
-            pending = f"{pending} {part}" if pending else part
-            if pending.lower().endswith(_ABBREVIATIONS) or not _HAS_WORD.search(pending):
+            pending.append(part)
+            has_word = has_word or bool(_HAS_WORD.search(part))
+            if part.lower().endswith(_ABBREVIATIONS) or not has_word:
                 continue  # "vs." and "e.g." do not end a sentence; nor does a lone "?"
-            out.append(Statement(section, pending))
-            pending = ""
+            out.append(Statement(section, " ".join(pending)))
+            pending, has_word = [], False
         if pending:
-            out.append(Statement(section, pending))
+            out.append(Statement(section, " ".join(pending)))

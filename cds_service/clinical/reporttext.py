@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -63,6 +64,8 @@ _CUE_KINDS = {  # report-text.toml key -> (category, forward, backward)
 }
 # A bidirectional cue ("X versus Y") joins neighbours: at most this many words between.
 NEAR = 3
+# A cue's scope reaches over at most this many other cues (keeps hostile text linear).
+MAX_CUES = 16
 _STRENGTH = {Mention.PRESENT: 3, Mention.UNCERTAIN: 2, Mention.NEGATED: 1}
 
 
@@ -146,12 +149,13 @@ class Reader:
         """For each target span ``(start, end, concept)``: ``(concept, category, start)``, the
         category being None (affirmed), neg, unc, hyp or hist."""
         cues = self._cues_in(tokens, targets)
+        starts = [c[0] for c in cues]
         out = []
         for start, end, cid in targets:
             before = after = hypothetical = None
-            for _pos, stop, cue in reversed(cues):  # forward cues before the target
-                if stop > start:
-                    continue
+            first = bisect_left(starts, start)  # cues[:first] lie before the target
+            for k in range(first - 1, max(-1, first - 1 - MAX_CUES), -1):
+                _pos, stop, cue = cues[k]
                 if cue.category == STOP:
                     break
                 if not cue.forward or (cue.bidirectional and start - stop > NEAR):
@@ -161,9 +165,9 @@ class Reader:
                 if cue.category == HYP:
                     hypothetical = HYP  # ... but a question or condition covers its clause
                     break
-            for pos, _stop, cue in cues:  # the nearest backward cue after the target
-                if pos < end:
-                    continue
+            first = bisect_left(starts, end)  # the nearest backward cue after the target
+            for k in range(first, min(len(cues), first + MAX_CUES)):
+                pos, _stop, cue = cues[k]
                 if cue.category == STOP:
                     break
                 if cue.backward and not (cue.bidirectional and pos - end > NEAR):
