@@ -59,6 +59,8 @@ def unavailable_data(data: ResolvedData) -> dict[str, str]:
     """Optional data that could not be had, and partial data, keyed by a readable name."""
     out = {KEY_LABELS.get(k, k): f"not available ({why})" for k, why in data.missing.items()}
     out.update({KEY_LABELS.get(k, k): why for k, why in data.notes.items()})
+    if "patient" in data.resources and not data.resources["patient"]:  # answered, but empty
+        out[KEY_LABELS["patient"]] = "no Patient resource in the record"
     return out
 
 

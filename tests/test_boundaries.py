@@ -668,3 +668,97 @@ def test_probe_to_bone_advice_unless_one_in_14_days(days, advised):
     record = with_wound(200)
     record.finding("probe-to-bone", "Probe-to-bone", False, days)
     assert (probe_to_bone_advice(assessed(record)) is not None) is advised
+
+
+# ---------------------------------------------------------------- §2 wound, §3 windows (more)
+
+@pytest.mark.parametrize(("area", "wound"), ((0.0, False), (0.5, True), (1.5, True)))
+def test_an_ulcer_area_above_zero_is_a_wound(area, wound):
+    """A charted ulcer area is a wound (§2); an area of 0 is a healed ulcer, not one."""
+    record = base()
+    record.lab("ulcer-area", "Ulcer area", area, "cm2", 3, system=PROJECT)
+    facts = facts_of(record)
+    assert facts.has_wound is wound
+    if wound:
+        assert [f.ref for f in facts.wound] == [f"Observation/{record.resources[-1]['id']}"]
+
+
+@pytest.mark.parametrize("concept", ("probe-to-bone", "exposed-bone"))
+def test_a_negative_probe_or_exposed_bone_is_no_wound(concept):
+    """Wound: a *positive* probe-to-bone or exposed-bone finding (§2)."""
+    negative, positive = base(), base()
+    negative.finding(concept, concept, False, 3)
+    positive.finding(concept, concept, True, 3)
+    assert not facts_of(negative).has_wound
+    facts = facts_of(positive)
+    assert [f.ref for f in facts.wound] == [f"Observation/{positive.resources[-1]['id']}"]
+
+
+@pytest.mark.parametrize(("days", "counted"), ((30, True), (30 + HOUR, False)))
+def test_exposed_bone_counts_for_30_days(days, counted):
+    record = with_wound(80)
+    record.finding("exposed-bone", "Exposed bone", True, days)
+    record.lab(*ESR, 95, "mm/h", 2)
+    assert assessed(record).fired("OM-2") is counted
+
+
+@pytest.mark.parametrize(("days", "counted"), ((30, True), (30 + HOUR, False)))
+def test_ulcer_area_counts_for_30_days(days, counted):
+    record = base(200)
+    record.lab("ulcer-area", "Ulcer area", 3.0, "cm2", days, system=PROJECT)
+    facts = facts_of(record)
+    assert facts.has_wound is counted and facts.ulcer_large is counted
+
+
+@pytest.mark.parametrize(("days", "suspected"), ((30, True), (30 + HOUR, False)))
+def test_alp_counts_for_30_days(days, suspected):
+    record = base(60)
+    record.lab(*ALP, 200, "U/L", days)
+    record.lab(*CRP, 5, "mg/L", 1)
+    assert assessed(record).fired("HO-4") is suspected
+
+
+@pytest.mark.parametrize(("days", "has_renal"), ((7, True), (7 + HOUR, False)))
+def test_vancomycin_renal_function_by_egfr_alone_within_7_days(days, has_renal):
+    record = base(60)
+    quantity(record, *WEIGHT, 80, "kg", 3)
+    record.lab(*EGFR, 75, "mL/min/{1.73_m2}", days)
+    missing = gates.vancomycin_missing(facts_of(record))
+    assert ("no creatinine or eGFR in the last 7 days" in missing) is not has_renal
+
+
+# ---------------------------------------------------------------- §9 gate phrases on the card
+
+CKD = (ICD10, "N18.4", "Chronic kidney disease, stage 4 (severe)")
+
+
+@pytest.mark.parametrize("egfr", (30.0, 45.0))
+def test_advanced_ckd_on_record_fails_the_gate_even_with_an_egfr_of_30_or_more(egfr):
+    """renal-impairment: an active CKD 4/5 condition counts whatever the eGFR (§3, §9)."""
+    record = nsaid_record(egfr)
+    record.condition(*CKD, days=900)
+    assert nsaid_failures(record) == ["advanced chronic kidney disease on record"]
+
+
+def test_advanced_ckd_with_a_low_egfr_names_the_egfr_once():
+    record = nsaid_record(24)
+    record.condition(*CKD, days=900)
+    [failure] = nsaid_failures(record)  # the eGFR, 5 days before 2026-11-20; no CKD line
+    assert failure.startswith("eGFR 24 ") and failure.endswith(" on 2026-11-15")
+
+
+def test_gate_phrases_name_what_failed():
+    """The card names each failing gate (§9: "NSAID not advised: eGFR 24 on 2026-11-20; ...")."""
+    no_egfr = base(200)
+    assert nsaid_failures(no_egfr) == ["no eGFR in the last 30 days"]
+    aki = nsaid_record()
+    aki.condition(*AKI, days=20, clinical="resolved")
+    assert nsaid_failures(aki) == ["acute kidney injury (active or in the last 90 days)"]
+    cabg = nsaid_record()
+    cabg.add({"resourceType": "Procedure", "id": "cabg-1", "status": "completed",
+              "code": {"coding": [{"system": PROJECT, "code": "cabg"}]},
+              "subject": cabg.subject, "performedDateTime": "2019-03-01T00:00:00Z"})
+    assert nsaid_failures(cabg) == ["coronary artery bypass graft on record"]
+    apixaban = nsaid_record()
+    apixaban.medication("1364430", "apixaban 5 MG Oral Tablet")
+    assert nsaid_failures(apixaban) == ["apixaban 5 MG Oral Tablet active"]

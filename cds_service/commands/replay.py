@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import UsageError
+from ..clinical.draft_orders import MEDICATION_TYPES, SERVICE_TYPES
 from ..fhir.resources import bundle_resources
 from ..replay import (
     RecordError,
@@ -75,12 +76,37 @@ def _remote(base: str, token: str | None):  # type: ignore[no-untyped-def]
     return (lambda path: call("GET", path)), (lambda path, body: call("POST", path, body))
 
 
+ORDER_TYPES = MEDICATION_TYPES | SERVICE_TYPES
+
+
+def _resource_types(bundle: dict[str, Any]) -> set[str]:
+    return {str(r.get("resourceType")) for r in bundle_resources(bundle)}
+
+
+def check_inputs(args: argparse.Namespace, bundle: dict[str, Any],
+                 draft: dict[str, Any] | None) -> None:
+    """Refuse swapped or misplaced files with one line each (exit 2), before any request."""
+    if args.draft and args.hook == "patient-view":
+        raise UsageError("--draft is for --hook order-select or order-sign, not patient-view")
+    types = _resource_types(bundle)
+    if types and types <= ORDER_TYPES | {"Medication"} and types & ORDER_TYPES:
+        raise UsageError(f"{args.record}: holds only orders, not a patient record (a draft-orders"
+                         " file goes after --draft; the record comes first)")
+    if draft is not None:
+        others = sorted(_resource_types(draft) - ORDER_TYPES - {"Medication"})
+        if others:
+            raise UsageError(f"{args.draft}: not a draft-orders Bundle: it holds "
+                             f"{', '.join(others)} (a patient record? --draft takes only "
+                             "the orders being placed)")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(args.record)
         draft = load_bundle(args.draft) if args.draft else None
     except RecordError as exc:
         raise UsageError(str(exc)) from None
+    check_inputs(args, bundle, draft)
     when = record_time(bundle)
     if args.url and when is not None:
         # A running service uses the real clock: move the record so its timestamp is now.
