@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .fhir import urls
+from .fhir.client import DEFAULT_FETCH_MAX_BYTES
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 DEFAULT_MAPPINGS_DIR = PACKAGE_ROOT.parent / "mappings"
@@ -34,6 +35,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     log_hash_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     fhir_page_cap: int = 20
+    fhir_fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES  # all of one hook's FHIR requests
 
     @property
     def hook_budget(self) -> float:
@@ -94,6 +96,10 @@ def load_settings(
     if env.get("CDS_MAX_BODY_BYTES"):
         values["max_body_bytes"] = _positive_number(
             "CDS_MAX_BODY_BYTES", env["CDS_MAX_BODY_BYTES"], int
+        )
+    if env.get("CDS_FHIR_FETCH_MAX_BYTES"):
+        values["fhir_fetch_max_bytes"] = _positive_number(
+            "CDS_FHIR_FETCH_MAX_BYTES", env["CDS_FHIR_FETCH_MAX_BYTES"], int
         )
     if env.get("CDS_LOG_FORMAT"):
         if env["CDS_LOG_FORMAT"] not in {"json", "text"}:

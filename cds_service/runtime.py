@@ -60,6 +60,7 @@ class Runtime:
             allowed_servers=self.allowed_servers(client),
             timeout=self.settings.fhir_timeout,
             page_cap=self.settings.fhir_page_cap,
+            fetch_max_bytes=self.settings.fhir_fetch_max_bytes,
         )
         cards = service.handler(request, data, self.now())
         if self.feedback is not None and cards:

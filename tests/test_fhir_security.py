@@ -348,3 +348,164 @@ def test_a_plain_http_fhir_server_of_an_issuer_outside_loopback_is_refused(
     issuer = TrustStore.load(str(path)).get("https://ehr.example.org")
     assert issuer is not None
     assert issuer.fhir_servers == ("http://127.0.0.1:8090/fhir", "https://ehr.example.org/fhir")
+
+
+#####################################################################
+# Item 8: what one hook may fetch in total (CDS_FHIR_FETCH_MAX_BYTES)
+
+
+def bundle_of(size: int, next_url: str | None = None) -> str:
+    """A Bundle of about ``size`` bytes of JSON (its padding is a string field)."""
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                              "padding": "x" * size}
+    if next_url:
+        bundle["link"] = [{"relation": "next", "url": next_url}]
+    import json
+
+    return json.dumps(bundle)
+
+
+def test_the_limit_is_read_from_the_environment() -> None:
+    from cds_service.config import load_settings
+    from cds_service.errors import ConfigError
+
+    assert load_settings(environ={}).fhir_fetch_max_bytes == 8_000_000
+    settings = load_settings(environ={"CDS_FHIR_FETCH_MAX_BYTES": "123456"})
+    assert settings.fhir_fetch_max_bytes == 123456
+    with pytest.raises(ConfigError, match="CDS_FHIR_FETCH_MAX_BYTES must be positive"):
+        load_settings(environ={"CDS_FHIR_FETCH_MAX_BYTES": "0"})
+
+
+def test_pages_each_under_the_limit_but_over_it_together_are_refused(httpserver) -> None:
+    client, base = fhir_app(httpserver, fhir_fetch_max_bytes=30_000)
+    httpserver.expect_request("/fhir/Observation", query_string="page=2").respond_with_data(
+        bundle_of(20_000), content_type="application/fhir+json")
+    httpserver.expect_request("/fhir/Observation").respond_with_data(
+        bundle_of(20_000, f"{base}/Observation?page=2"), content_type="application/fhir+json")
+    body = with_server(full_request(client), base, TOKEN)
+    del body["prefetch"]["observations"]
+    response = post(client, body)
+    assert response.status_code == 412
+    assert ("FHIR data for this hook is larger than the limit of 30000 bytes "
+            "(CDS_FHIR_FETCH_MAX_BYTES)") in response.get_json()["issue"][0]["diagnostics"]
+    assert len(httpserver.log) == 2
+
+
+def test_the_same_pages_under_a_larger_limit_are_read(httpserver) -> None:
+    client, base = fhir_app(httpserver, fhir_fetch_max_bytes=50_000)
+    httpserver.expect_request("/fhir/Observation", query_string="page=2").respond_with_data(
+        bundle_of(20_000), content_type="application/fhir+json")
+    httpserver.expect_request("/fhir/Observation").respond_with_data(
+        bundle_of(20_000, f"{base}/Observation?page=2"), content_type="application/fhir+json")
+    body = with_server(full_request(client), base, TOKEN)
+    del body["prefetch"]["observations"]
+    assert post(client, body).status_code == 200
+
+
+def test_keys_fetched_in_parallel_share_one_limit(httpserver) -> None:
+    """Seven keys of 10 kB each against a 25 kB limit: at most two can be had."""
+    client, base = fhir_app(httpserver, fhir_fetch_max_bytes=25_000)
+    httpserver.expect_request(ANY).respond_with_data(bundle_of(10_000),
+                                                     content_type="application/fhir+json")
+    body = with_server(full_request(client), base, TOKEN)
+    del body["prefetch"]
+    response = post(client, body)
+    assert response.status_code == 412          # some required key went over the limit
+    assert "CDS_FHIR_FETCH_MAX_BYTES" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_an_endless_chunked_answer_is_cut_off_as_it_streams(httpserver) -> None:
+    """No Content-Length: the bytes are counted as they arrive, and reading stops at the limit."""
+    sent = []
+
+    def endless(request):  # type: ignore[no-untyped-def]
+        def chunks():  # type: ignore[no-untyped-def]
+            yield b'{"resourceType": "Bundle", "type": "searchset", "padding": "'
+            for _ in range(4096):               # 256 MiB if it were all read
+                sent.append(1)
+                yield b"x" * 65536
+            yield b'"}'
+
+        return Response(chunks(), 200, content_type="application/fhir+json")
+
+    httpserver.expect_request(ANY).respond_with_handler(endless)
+    client, base = fhir_app(httpserver, fhir_fetch_max_bytes=1_000_000)
+    body = with_server(full_request(client), base, TOKEN)
+    del body["prefetch"]["observations"]
+    response = post(client, body)
+    assert response.status_code == 412
+    assert "larger than the limit of 1000000 bytes" in response.get_json()["issue"][0][
+        "diagnostics"]
+    assert len(sent) < 1000                     # socket buffers aside, the reading stopped
+
+
+def test_a_gzip_bomb_is_counted_after_decompression(httpserver) -> None:
+    import gzip
+
+    bomb = gzip.compress(bundle_of(5_000_000).encode())   # about 5 kB on the wire
+    assert len(bomb) < 100_000
+    httpserver.expect_request(ANY).respond_with_data(
+        bomb, content_type="application/fhir+json", headers={"Content-Encoding": "gzip"})
+    client, base = fhir_app(httpserver, fhir_fetch_max_bytes=1_000_000)
+    body = with_server(full_request(client), base, TOKEN)
+    del body["prefetch"]["observations"]
+    response = post(client, body)
+    assert response.status_code == 412
+    assert "larger than the limit" in response.get_json()["issue"][0]["diagnostics"]
+
+
+#####################################################################
+# Attachments by url (for the report reader): the same rules as every other request
+
+
+def attachment_reader(httpserver, **settings: Any):  # type: ignore[no-untyped-def]
+    """``ResolvedData.fetch_attachment`` of a call whose prefetch is complete."""
+    import requests
+
+    from cds_service.fhir.prefetch import resolve
+    from cds_service.hooks import parse_request
+
+    base = httpserver.url_for("/fhir")
+    request = parse_request(with_server(full_request(make_app().test_client()), base, TOKEN))
+    data = resolve({}, (), request, session=requests.Session(), allowed_servers=(base,),
+                   timeout=settings.pop("timeout", 2.0), **settings)
+    assert data.fetch_attachment is not None
+    return data.fetch_attachment, base
+
+
+def test_an_attachment_on_the_server_is_read_with_the_token(httpserver) -> None:
+    httpserver.expect_request("/fhir/Binary/r1").respond_with_data(
+        "Impression: no osteomyelitis.", content_type="text/plain; charset=utf-8")
+    read, base = attachment_reader(httpserver)
+    assert read("Binary/r1") == (b"Impression: no osteomyelitis.", "text/plain; charset=utf-8")
+    assert read(f"{base}/Binary/r1") == (b"Impression: no osteomyelitis.",
+                                         "text/plain; charset=utf-8")
+    assert [r.headers["Authorization"] for r, _ in httpserver.log] == [f"Bearer {TOKEN}"] * 2
+
+
+def test_an_attachment_as_a_binary_resource_is_unwrapped(httpserver) -> None:
+    import base64
+
+    httpserver.expect_request("/fhir/Binary/r2").respond_with_json({
+        "resourceType": "Binary", "contentType": "text/html",
+        "data": base64.b64encode(b"<p>Marrow oedema</p>").decode()},
+        content_type="application/fhir+json")
+    read, _ = attachment_reader(httpserver)
+    assert read("Binary/r2") == (b"<p>Marrow oedema</p>", "text/html")
+
+
+def test_an_attachment_elsewhere_redirected_or_too_large_is_not_had(httpserver, other) -> None:
+    httpserver.expect_request("/fhir/Binary/moved").respond_with_response(Response(
+        "", 302, headers={"Location": f"http://127.0.0.1:{other.port}/fhir/Binary/x"}))
+    httpserver.expect_request("/fhir/Binary/big").respond_with_data(
+        "x" * 5_000, content_type="text/plain")
+    httpserver.expect_request("/fhir/Binary/gone").respond_with_data("", status=404)
+    read, _ = attachment_reader(httpserver, fetch_max_bytes=4_000)
+    assert read(f"http://127.0.0.1:{other.port}/fhir/Binary/x") is None
+    assert read("../admin/Binary/x") is None
+    assert read("Binary/moved") is None
+    assert read("Binary/big") is None
+    assert read("Binary/gone") is None
+    assert [r.path for r, _ in httpserver.log] == [
+        "/fhir/Binary/moved", "/fhir/Binary/big", "/fhir/Binary/gone"]
+    assert other.log == []

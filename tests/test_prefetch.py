@@ -225,14 +225,12 @@ def test_page_cap_stops_endless_paging(httpserver):
     assert len(httpserver.log) == 3
 
 
-def test_an_oversized_fhir_answer_is_refused(httpserver, monkeypatch):
-    """A page larger than the cap (after decompression) is data the service cannot have."""
-    from cds_service.fhir import client as fhir_client
-
-    monkeypatch.setattr(fhir_client, "MAX_ANSWER_BYTES", 10_000)
+def test_an_oversized_fhir_answer_is_refused(httpserver):
+    """An answer larger than the hook's fetch limit (after decompression) is data the service
+    cannot have."""
     httpserver.expect_request("/Observation").respond_with_json({
         "resourceType": "Bundle", "type": "searchset", "entry": [], "padding": "x" * 20_000})
-    client, base = server_app(httpserver)
+    client, base = server_app(httpserver, fhir_fetch_max_bytes=10_000)
     body = full_request(client)
     del body["prefetch"]["observations"]
     response = client.post("/cds-services/tma-bone-assessment", json=with_server(body, base))

@@ -14,7 +14,10 @@ since following it would send the token and the patient's id to wherever ``Locat
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import threading
 import time
 from typing import Any
 
@@ -28,9 +31,39 @@ from . import urls
 from .resources import bundle_resources, next_link
 
 ACCEPT = "application/fhir+json, application/json;q=0.9"
-# One answer (a page) larger than this, after decompression, is refused: a hostile or broken
-# server (a gzip bomb) must not exhaust the worker's memory within the time budget.
-MAX_ANSWER_BYTES = 32 * 1024 * 1024
+# An attachment's formats the report reader reads, then a FHIR Binary resource.
+ACCEPT_BINARY = ("text/plain, text/html, application/xhtml+xml, text/rtf, application/rtf, "
+                 "application/fhir+json;q=0.5, */*;q=0.1")
+# The most one hook call may fetch, all requests together, counted after decompression as the
+# bytes arrive (CDS_FHIR_FETCH_MAX_BYTES): a hostile or broken server (a gzip bomb, endless
+# pages) must not exhaust the worker's memory within the time budget.
+DEFAULT_FETCH_MAX_BYTES = 8_000_000
+
+
+class FetchBudget:
+    """Bytes one hook call may still fetch; shared by its fetching threads."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> None:
+        """Count ``size`` more bytes. :raises FhirServerError: the hook's limit is passed."""
+        with self._lock:
+            self._used += size
+            over = self._used > self.max_bytes
+        if over:
+            raise self.exceeded()
+
+    def left(self) -> int:
+        with self._lock:
+            return self.max_bytes - self._used
+
+    def exceeded(self) -> FhirServerError:
+        return FhirServerError(
+            f"FHIR data for this hook is larger than the limit of {self.max_bytes} bytes "
+            f"(CDS_FHIR_FETCH_MAX_BYTES)")
 
 
 def make_session(pool_size: int = 16) -> requests.Session:
@@ -56,14 +89,18 @@ def make_session(pool_size: int = 16) -> requests.Session:
     return session
 
 
-def _read_body(response: requests.Response, until: float) -> bytes:
-    """Read a streamed body, but not past ``until`` (a ``time.monotonic()`` value).
+def _read_body(response: requests.Response, until: float, budget: FetchBudget) -> bytes:
+    """Read a streamed body, but not past ``until`` (a ``time.monotonic()`` value) nor past what
+    is left of ``budget`` (counted chunk by chunk, after decompression).
 
     The read timeout of ``requests`` bounds each socket read, not the whole answer: a server
     that drips its body a byte at a time would otherwise hold the hook far past its budget.
     """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and "Content-Encoding" not in response.headers \
+            and int(declared) > budget.left():
+        raise budget.exceeded()  # refused before reading: it cannot fit
     chunks = []
-    size = 0
     while True:
         if time.monotonic() > until:
             raise FhirServerError("FHIR server's answer came too slowly to finish in time")
@@ -76,10 +113,18 @@ def _read_body(response: requests.Response, until: float) -> bytes:
                                   ) from None
         if not chunk:
             return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise FhirServerError(f"FHIR server's answer is larger than {MAX_ANSWER_BYTES} bytes")
+        budget.take(len(chunk))
         chunks.append(chunk)
+
+
+def _parse_resource(content: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(content)
+    except (ValueError, RecursionError):
+        raise FhirServerError("FHIR server answered something that is not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+        raise FhirServerError("FHIR server answered JSON that is not a FHIR resource")
+    return body
 
 
 class FhirClient:
@@ -94,6 +139,7 @@ class FhirClient:
         timeout: float,
         deadline: float,
         page_cap: int = 20,
+        max_bytes: int = DEFAULT_FETCH_MAX_BYTES,
     ) -> None:
         self._session = session
         canonical = urls.normalise(base_url)
@@ -104,17 +150,28 @@ class FhirClient:
         self._timeout = timeout
         self._deadline = deadline
         self._page_cap = page_cap
+        self._budget = FetchBudget(max_bytes)
+
+    @property
+    def deadline(self) -> float:
+        """When this client's time budget ends (a ``time.monotonic()`` value)."""
+        return self._deadline
 
     def __repr__(self) -> str:  # never show the token
         return f"FhirClient({self._base!r})"
 
-    def _get_json(self, url: str) -> dict[str, Any]:
+    def _get(self, url: str, accept: str, *, absent_ok: bool) -> tuple[bytes, str] | None:
+        """GET ``url`` (already checked by :meth:`_url`): the body and its Content-Type, or
+        ``None`` for a 404 when ``absent_ok``. Never follows a redirect.
+
+        :raises FhirServerError: saying what went wrong, in words fit for a card or a 412.
+        """
         started = time.monotonic()
         remaining = self._deadline - started
         if remaining <= 0.05:
             raise FhirServerError("the hook's time budget for FHIR requests is used up")
         timeout = min(self._timeout, remaining)
-        headers = {"Accept": ACCEPT}
+        headers = {"Accept": accept}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
@@ -125,11 +182,12 @@ class FhirClient:
                     raise FhirServerError(
                         f"FHIR server answered HTTP {response.status_code}, a redirect, which "
                         f"this service does not follow")
-                if response.status_code == 404 and "?" not in url:
-                    return {}
+                if response.status_code == 404 and absent_ok:
+                    return None
                 if response.status_code >= 400:
                     raise FhirServerError(f"FHIR server answered HTTP {response.status_code}")
-                content = _read_body(response, until=started + timeout)
+                content = _read_body(response, until=started + timeout, budget=self._budget)
+                return content, response.headers.get("Content-Type", "")
         except requests.Timeout:
             raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s") from None
         except requests.RequestException as exc:
@@ -139,15 +197,43 @@ class FhirClient:
                 raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s"
                                       ) from None
             raise FhirServerError(f"FHIR server unreachable ({type(exc).__name__})") from None
-        try:
-            body = json.loads(content)
-        except (ValueError, RecursionError):
-            raise FhirServerError("FHIR server answered something that is not JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            raise FhirServerError("FHIR server answered JSON that is not a FHIR resource")
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        got = self._get(url, ACCEPT, absent_ok="?" not in url)  # a read may find nothing
+        if got is None:
+            return {}
+        body = _parse_resource(got[0])
         if body["resourceType"] == "OperationOutcome":
             raise FhirServerError("FHIR server answered an OperationOutcome")
         return body
+
+    def fetch_binary(self, url: str) -> tuple[bytes, str | None]:
+        """The bytes and media type of an attachment given by ``url`` (relative to the base, or
+        absolute on the same server), e.g. a DiagnosticReport ``presentedForm.url``.
+
+        Same rules as every other request: the same-server check, no redirects, the hook's
+        time budget and its byte limit. A FHIR ``Binary`` resource in answer is unwrapped
+        (its base64 ``data`` and ``contentType``).
+
+        :raises FhirServerError: the URL leaves the server, or the fetch failed.
+        """
+        got = self._get(self._url(url, "the attachment url"), ACCEPT_BINARY, absent_ok=False)
+        assert got is not None  # noqa: S101 (absent_ok=False: a 404 raises)
+        content, content_type = got
+        media = content_type.split(";")[0].strip().lower()
+        if media in ("application/fhir+json", "application/json"):
+            body = _parse_resource(content)
+            if body["resourceType"] != "Binary":
+                raise FhirServerError(
+                    f"the attachment url answered a {body['resourceType']}, not a Binary")
+            try:
+                data = base64.b64decode(str(body.get("data", "")), validate=True)
+            except (binascii.Error, ValueError):
+                raise FhirServerError("the attachment's Binary data is not valid base64"
+                                      ) from None
+            kind = body.get("contentType")
+            return data, kind if isinstance(kind, str) and kind else None
+        return content, content_type or None
 
     def _url(self, link: str, what: str) -> str:
         url = urls.join(self._base, link)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,7 @@ from ..errors import FhirServerError, MissingData
 from ..hooks import HookRequest
 from ..logs import LOGGER_NAME, log_event
 from . import urls
-from .client import FhirClient
+from .client import DEFAULT_FETCH_MAX_BYTES, FhirClient
 from .resources import bundle_resources, next_link
 
 log = logging.getLogger(LOGGER_NAME)
@@ -90,6 +90,11 @@ class ResolvedData:
     missing: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # partial data (a later page failed)
     fetched: list[str] = field(default_factory=list)
+    # Reads an attachment by url from the request's FHIR server within the hook's time and byte
+    # budget: (bytes, media type), or None when it cannot be had (why is logged). None when the
+    # request has no allow-listed fhirServer.
+    fetch_attachment: Callable[[str], tuple[bytes, str | None] | None] | None = field(
+        default=None, repr=False, compare=False)
 
     def all(self) -> list[dict[str, Any]]:
         return [r for rs in self.resources.values() for r in rs]
@@ -115,12 +120,24 @@ def resolve(
     allowed_servers: Collection[str],
     timeout: float,
     page_cap: int = 20,
+    fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES,
 ) -> ResolvedData:
     """Return the data for every template key, fetching what the prefetch did not give.
+
+    All fetching of one call (missing keys, later pages, attachments read afterwards through
+    ``fetch_attachment``) shares one time budget (twice ``timeout``) and one byte limit.
 
     :raises MissingData: a required key could not be had (spec: 412).
     """
     data = ResolvedData()
+    server = (urls.allowed_server(request.fhir_server, allowed_servers)
+              if request.fhir_server is not None else None)
+    client = None
+    if server is not None:
+        client = FhirClient(session, server, request.access_token, timeout=timeout,
+                            deadline=time.monotonic() + 2 * timeout, page_cap=page_cap,
+                            max_bytes=fetch_max_bytes)
+        data.fetch_attachment = _attachment_reader(client)
     to_fetch: dict[str, str] = {}
     to_page: dict[str, dict[str, Any]] = {}
     for key, template in templates.items():
@@ -139,7 +156,7 @@ def resolve(
             else:
                 to_fetch[key] = url
     if to_fetch or to_page:
-        _fetch_all(data, to_fetch, to_page, request, session, allowed_servers, timeout, page_cap)
+        _fetch_all(data, to_fetch, to_page, request, client)
     lacking = [k for k in required if k in data.missing]
     if lacking:
         reasons = "; ".join(f"{k}: {data.missing[k]}" for k in lacking)
@@ -158,27 +175,33 @@ def _cannot_fetch(data: ResolvedData, to_fetch: dict[str, str],
         data.notes[key] = f"only the first page was available: {reason}"
 
 
+def _attachment_reader(client: FhirClient) -> Callable[[str], tuple[bytes, str | None] | None]:
+    def read(url: str) -> tuple[bytes, str | None] | None:
+        try:
+            return client.fetch_binary(url)
+        except FhirServerError as exc:
+            log_event(log, logging.WARNING, "fhir.fetch_failed", key="attachment",
+                      reason=exc.message)
+            return None
+
+    return read
+
+
 def _fetch_all(
     data: ResolvedData,
     to_fetch: dict[str, str],
     to_page: dict[str, dict[str, Any]],
     request: HookRequest,
-    session: requests.Session,
-    allowed_servers: Collection[str],
-    timeout: float,
-    page_cap: int,
+    client: FhirClient | None,
 ) -> None:
     if request.fhir_server is None:
         _cannot_fetch(data, to_fetch, to_page, "the request names no fhirServer")
         return
-    server = urls.allowed_server(request.fhir_server, allowed_servers)
-    if server is None:
+    if client is None:
         log_event(log, logging.WARNING, "fhir.server_not_allowed", server=request.fhir_server)
         _cannot_fetch(data, to_fetch, to_page, "fhirServer is not on this service's allow-list")
         return
-    deadline = time.monotonic() + 2 * timeout
-    client = FhirClient(session, server, request.access_token, timeout=timeout,
-                        deadline=deadline, page_cap=page_cap)
+    deadline = client.deadline
     jobs = {key: (client.fetch, url) for key, url in to_fetch.items()}
     jobs.update({key: (client.continue_paging, bundle) for key, bundle in to_page.items()})
     pool = ThreadPoolExecutor(max_workers=min(4, len(jobs)))

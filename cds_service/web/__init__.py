@@ -28,7 +28,9 @@ def init_app(app: Flask, rt: Runtime) -> None:
     """Register CORS, authentication, routes and error handlers on ``app``."""
     app.extensions["cds_service"] = rt
     app.json = FastJSONProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes
+    # One byte over our limit: werkzeug refuses a chunked body as soon as it has read exactly
+    # MAX_CONTENT_LENGTH bytes, so a body of exactly max_body_bytes would get 413 (body.py).
+    app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes + 1
     cors.init_app(app, rt.settings.cors_origins)
     guards.init_app(app)
     app.register_blueprint(routes.bp)

@@ -103,7 +103,8 @@ def _read_at_most(request: Request, max_bytes: int) -> bytes:
     """Read the whole body, but no more than ``max_bytes`` of it.
 
     Without a Content-Length (chunked upload) one ``read`` may stop early, and werkzeug's own
-    limit stops it exactly at ``MAX_CONTENT_LENGTH``: so read until the end, and take
+    limit (``MAX_CONTENT_LENGTH``, set one byte above ``max_bytes`` so that a body of exactly
+    ``max_bytes`` ends cleanly) raises once it is reached: so read until the end, and take
     werkzeug's 413 for ours.
     """
     too_large = PayloadTooLarge(

@@ -2,6 +2,11 @@
 
 Preflight is answered here, before any authentication; actual responses (4xx included) carry
 ``Access-Control-Allow-Origin`` for an allowed origin. No credentials are ever allowed.
+
+Private Network Access (a public page asking the browser to reach a service on a private
+address or localhost: ``Access-Control-Request-Private-Network: true``) is granted only to an
+origin named in the list, never through ``*``: with the default ``*`` any web page the user
+visits could otherwise have their browser probe a service inside the hospital network.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ def _allowed_origin(origin: str | None, allowed: Sequence[str]) -> str | None:
         return None
     if "*" in allowed:
         return "*"
-    return origin if origin.rstrip("/") in allowed else None
+    return origin if _named(origin, allowed) else None
+
+
+def _named(origin: str | None, allowed: Sequence[str]) -> bool:
+    """True when ``origin`` is listed by name (the wildcard does not count)."""
+    return bool(origin) and origin.rstrip("/") in allowed
 
 
 def init_app(app: Flask, allowed: Sequence[str]) -> None:
@@ -36,7 +46,8 @@ def init_app(app: Flask, allowed: Sequence[str]) -> None:
             response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
             response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
             response.headers["Access-Control-Max-Age"] = "600"
-            if request.headers.get("Access-Control-Request-Private-Network") == "true":
+            if request.headers.get("Access-Control-Request-Private-Network") == "true" \
+                    and _named(request.headers.get("Origin"), allowed):
                 response.headers["Access-Control-Allow-Private-Network"] = "true"
         response.headers["Vary"] = "Origin"
         return response
