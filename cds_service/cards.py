@@ -8,6 +8,7 @@ carries ``extension["tma-card"]`` (its kind and rule ids) so feedback can be joi
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -131,12 +132,37 @@ def render(spec: CardSpec) -> dict[str, Any]:
     return card
 
 
-def escape(text: str) -> str:
-    """Escape text for a markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
+# Every ASCII punctuation character may be backslash-escaped in CommonMark (spec §2.4), and an
+# escaped character is always literal text: never emphasis, a link, an image, an HTML tag, an
+# entity, a table cell (GFM) or the start of a block.
+_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+RECORD_TEXT_MAX = 120  # characters of one piece of record text shown on a card
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def plain(text: object, limit: int = RECORD_TEXT_MAX) -> str:
+    """Record text for a plain-text field (summary, label): one line, printable, bounded."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
+
+
+def md(text: object, limit: int = RECORD_TEXT_MAX) -> str:
+    """Record text as markdown *data* (clinical-rules.md §11): the one escaping function used
+    wherever text from a FHIR resource, a draft order or a site mapping enters a card's detail.
+
+    Line breaks and control characters become spaces (no block can start), and every ASCII
+    punctuation character is backslash-escaped, so ``<img src=x onerror=...>``,
+    ``[x](javascript:...)``, ``|`` or ``**`` show as the characters they are.
+    """
+    return _MD_PUNCTUATION.sub(r"\\\1", plain(text, limit))
+
+
+def render_response(specs: Sequence[CardSpec], disclaimer: str) -> list[dict[str, Any]]:
+    """Render a response's cards; the decision-support statement ends the first card's detail,
+    once per response (clinical-rules.md §11)."""
+    cards = [render(spec) for spec in specs]
+    if cards:
+        first = cards[0]
+        first["detail"] = (first["detail"] + "\n\n" + disclaimer) if first.get("detail") \
+            else disclaimer
+    return cards

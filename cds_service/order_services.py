@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .cards import render
+from .cards import render_response
 from .clinical.draft_orders import read_draft_orders
 from .clinical.facts import gather
 from .clinical.order_checks import order_cards
 from .clinical.record import Record
 from .clinical.rules import assess
+from .clinical.vocabulary import DISCLAIMER
 from .fhir.prefetch import ResolvedData
 from .hooks import HookRequest, HookService
 from .mappings import MappingTable
@@ -43,7 +44,7 @@ def make_order_hook(mappings: MappingTable, hook: str):  # type: ignore[no-untyp
             return []
         assessment = assess(gather(record))
         specs = order_cards(assessment, drafts, hook, request.patient_id)
-        return [render(spec) for spec in specs]
+        return render_response(specs, DISCLAIMER)
 
     return handle
 

@@ -112,7 +112,10 @@ def build_request(
 
 
 def format_text(response: Mapping[str, Any]) -> str:
-    """Cards for a person: indicator and summary, detail, suggestions with their codes."""
+    """Cards for a person: indicator and summary, the detail as a reader sees it (markdown
+    rendered to text), suggestions with their codes."""
+    from .preview import markdown_text
+
     cards = response.get("cards") or []
     if not cards:
         return "No cards: the service has nothing to say for this record.\n"
@@ -121,7 +124,7 @@ def format_text(response: Mapping[str, Any]) -> str:
         out.append(f"── Card {number} [{card.get('indicator', '?').upper()}] "
                    f"{card.get('summary', '')}")
         if card.get("detail"):
-            out.append(card["detail"])
+            out.append(markdown_text(card["detail"]))
         for suggestion in card.get("suggestions") or ():
             codes = []
             for action in suggestion.get("actions") or ():
@@ -133,3 +136,10 @@ def format_text(response: Mapping[str, Any]) -> str:
                        + (f"  [{', '.join(codes)}]" if codes else ""))
         out.append("")
     return "\n".join(out)
+
+
+def format_html(response: Mapping[str, Any], record: str) -> str:
+    """The cards as an EHR renders them, as one self-contained page (``--format html``)."""
+    from .preview import page
+
+    return page([(record, response)], f"Cards for {record}")

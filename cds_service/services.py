@@ -8,12 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from . import units
-from .cards import CardSpec, render
+from .cards import CardSpec, render_response
 from .clinical import validation
 from .clinical.facts import Facts, gather
 from .clinical.patient_view import patient_view_cards
 from .clinical.record import Record
 from .clinical.rules import Assessment, assess, is_relevant
+from .clinical.vocabulary import DISCLAIMER
 from .config import Settings
 from .fhir.prefetch import ResolvedData
 from .hooks import HookRequest, HookService, Registry
@@ -91,7 +92,7 @@ def evaluate(resources: Iterable[dict[str, Any]], mappings: MappingTable, now: d
 def make_patient_view(mappings: MappingTable):  # type: ignore[no-untyped-def]
     def handle(request: HookRequest, data: ResolvedData, now: datetime) -> list[dict[str, Any]]:
         result = evaluate(data.all(), mappings, now, request.patient_id, unavailable_data(data))
-        return [render(spec) for spec in result.cards]
+        return render_response(result.cards, DISCLAIMER)
 
     return handle
 

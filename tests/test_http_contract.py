@@ -271,7 +271,12 @@ def test_assessment_card_carries_the_contract_extension(client):
     assert assessment == {"osteomyelitis": "probable", "heterotopicOssification": "present",
                           "flags": ["ho-ulcer-coexistence"],
                           "rules": ["OM-2", "OM-4", "HO-1", "HO-7"], "side": "left",
-                          "daysSinceAmputation": 42}
+                          "daysSinceAmputation": 42,
+                          # what the card names in words: amputation, probe-to-bone, the
+                          # radiograph, ESR, the ulcer (product-contract.md `evidence`)
+                          "evidence": ["Procedure/proc-1", "Observation/obs-3",
+                                       "DiagnosticReport/rep-8", "Observation/obs-4",
+                                       "Condition/cond-2"]}
     assert body["cards"][0]["indicator"] == "warning"
     assert body["cards"][0]["summary"] == ("Left TMA day 42: osteomyelitis probable; "
                                            "heterotopic ossification present")

@@ -15,6 +15,7 @@ from werkzeug import Response
 
 from cds_service.fhir.resources import bundle_resources
 from cds_service.fhir.search import search
+from cds_service.preview import visible_text
 from cds_service.replay import build_request
 from tests.conftest import load_record, make_app
 
@@ -138,7 +139,7 @@ def test_missing_optional_data_is_named_on_the_card(client):
     body = full_request(client)
     del body["prefetch"]["medications"]
     response = client.post("/cds-services/tma-bone-assessment", json=body)
-    detail = response.get_json()["cards"][0]["detail"]
+    detail = visible_text(response.get_json()["cards"][0])
     assert "Medication requests: not available" in detail
 
 
@@ -210,7 +211,7 @@ def test_next_link_to_another_server_is_not_followed(httpserver):
         {"relation": "next", "url": "http://127.0.0.2:9/Observation?page=2"}]
     response = client.post("/cds-services/tma-bone-assessment", json=with_server(body, base))
     assert response.status_code == 200
-    assert "only the first page" in response.get_json()["cards"][0]["detail"]
+    assert "only the first page" in visible_text(response.get_json()["cards"][0])
 
 
 def test_page_cap_stops_endless_paging(httpserver):

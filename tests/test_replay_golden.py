@@ -1,14 +1,15 @@
 """Golden replays: every fixture record, replayed in-process as an EHR would send it, gives the
-assessment, rule ids, flags, indicators and suggestion codes in tests/golden/records/.
+assessment, rule ids, flags, indicators, suggestion codes and the card text (summary and detail,
+one list item per line) in tests/golden/records/.
 
-To review a deliberate change: ``UPDATE_GOLDEN=1 pytest tests/test_replay_golden.py``, then read
-the diff of tests/golden/ against the rulebook before committing it.
+To review a deliberate change: ``UPDATE_GOLDEN=1 pytest tests/test_replay_golden.py`` fails each
+changed case with its diff (refused when CI is set); read the diffs against the rulebook before
+committing them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from cds_service.fhir.resources import bundle_resources
 from cds_service.replay import build_request, patient_id_of, record_time
 from tests.conftest import RECORDS
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "records"
 NAMES = sorted(p.stem for p in RECORDS.glob("*.json"))
@@ -28,7 +30,8 @@ def summarise(response: dict[str, Any]) -> list[dict[str, Any]]:
     for card in response["cards"]:
         marker = card["extension"]["tma-card"]
         item: dict[str, Any] = {"kind": marker["kind"], "indicator": card["indicator"],
-                                "rules": marker.get("rules", [])}
+                                "rules": marker.get("rules", []), "summary": card["summary"],
+                                "detail": card.get("detail", "").split("\n")}
         if "tma-bone-assessment" in card["extension"]:
             item["assessment"] = card["extension"]["tma-bone-assessment"]
         if card.get("suggestions"):
@@ -63,12 +66,7 @@ def replay(name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_replay_matches_golden(name):
-    got = summarise(replay(name))
-    path = GOLDEN / f"{name}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(json.dumps(got, indent=1) + "\n")
-    assert path.exists(), f"no golden file for {name}: run with UPDATE_GOLDEN=1 and review it"
-    assert got == json.loads(path.read_text())
+    check_golden(GOLDEN / f"{name}.json", summarise(replay(name)))
 
 
 def test_every_record_has_a_golden_file_and_a_readme_line():

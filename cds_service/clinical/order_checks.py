@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..cards import Action, CardSpec, Suggestion
+from ..cards import Action, CardSpec, Suggestion, md, plain
 from . import facts as th
 from .draft_orders import DraftOrder, DraftOrders
 from .gates import (
@@ -42,7 +42,6 @@ from .gates import (
     vancomycin_range_text,
 )
 from .nexttests import RECENT_DAYS, t_bx, t_mri, t_scan_ho
-from .patient_view import DISCLAIMER
 from .rules import Assessment
 from .sources import (
     ACR_2019,
@@ -60,6 +59,7 @@ from .sources import (
     RYBAK_2020,
     SVS_2016,
 )
+from .vocabulary import note_text
 
 KIND = "order-check"
 # Override reasons (CDS Hooks 2.0 Coding; display is required). Codes are the project's own.
@@ -86,8 +86,8 @@ def _card(rule: str, summary: str, indicator: str, lines: Sequence[str], a: Asse
           notes: Sequence[str], suggestions: Sequence[Suggestion] = ()) -> CardSpec:
     detail = list(lines)
     if notes:
-        detail.append("**Draft orders not read**\n" + "\n".join(f"- {n}" for n in notes))
-    detail.append(DISCLAIMER)
+        detail.append("**Draft orders not read:** " + "; ".join(note_text(n) for n in notes)
+                      + ".")
     reasons = [(code, OVERRIDE[code]) for code in REASONS[rule]] if indicator != "info" else []
     return CardSpec(summary, indicator, "\n\n".join(detail), KIND, [rule], list(suggestions),
                     "any", reasons, a.extension())
@@ -98,7 +98,7 @@ def _default_indicator(hook: str) -> str:
 
 
 def _names(orders: Sequence[DraftOrder]) -> str:
-    return ", ".join(dict.fromkeys(o.label for o in orders))
+    return ", ".join(dict.fromkeys(md(o.label) for o in orders))
 
 
 def _state(a: Assessment) -> str:
@@ -193,9 +193,10 @@ def o_nsaid(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> l
         if not failures:
             continue
         lines = [
-            f"Draft order: **{order.label}**.",
-            "NSAID not advised: " + "; ".join(failures) + ". NSAIDs carry a boxed warning for "
-            "cardiovascular thrombotic events and gastrointestinal bleeding, harm the kidney, and "
+            f"Draft order: **{md(order.label)}**.",
+            "NSAID not advised: " + "; ".join(md(f, 200) for f in failures) + ". NSAIDs carry a "
+            "boxed warning for cardiovascular thrombotic events and gastrointestinal bleeding, "
+            "harm the kidney, and "
             f"are contraindicated in the CABG setting. *({OPENFDA_NSAID.cite()})*",
             "For heterotopic ossification the indomethacin evidence is prophylaxis-level "
             f"*({HIP_HO_REVIEW.cite()})*; prefer single-fraction radiation (7–8 Gy) within about "
@@ -205,13 +206,14 @@ def o_nsaid(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> l
         suggestions = []
         if order.id:
             suggestions.append(Suggestion(
-                f"Remove the draft order: {order.label}",
-                (Action("delete", f"Remove draft order {order.ref} ({order.label})",
+                f"Remove the draft order: {plain(order.label)}",
+                (Action("delete", f"Remove draft order {order.ref} ({plain(order.label)})",
                         resource_id=order.ref),), None, "O-NSAID"))
         else:
             lines.append("The draft order has no id, so no removal can be offered.")
         name = mappings.label("indomethacin") if order.is_a(mappings, "indomethacin") else "NSAID"
-        cards.append(_card("O-NSAID", f"{name} not advised: " + "; ".join(failures), "warning",
+        cards.append(_card("O-NSAID", plain(f"{name} not advised: " + "; ".join(failures), 200),
+                           "warning",
                            lines, a, drafts.notes, suggestions))
     return cards
 
@@ -235,7 +237,7 @@ def o_vanc(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
         range_text = vancomycin_range_text(facts)
         written = _dose_text(order)
         per_kg = _per_kg(order, facts)
-        lines = [f"Draft order: **{order.label}**, dose per administration {written}."]
+        lines = [f"Draft order: **{md(order.label)}**, dose per administration {md(written)}."]
         if missing:
             summary = "Vancomycin dose cannot be checked: " + "; ".join(missing)
             lines.append("Vancomycin needs a current weight (30 days) and renal function "
@@ -257,9 +259,9 @@ def o_vanc(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
                              + f" 15–20 mg/kg: {range_text}. *({RYBAK_2020.cite()})*")
             else:
                 low, high = dose_range or (0.0, 0.0)  # weight is present: nothing is missing
-                summary = (f"Vancomycin {written} is {per_kg:.1f} mg/kg, outside 15–20 mg/kg "
-                           f"for {weight} ({mg(low)}–{mg(high)} mg)")
-                lines.append(f"{written} is {per_kg:.1f} mg/kg; 15–20 mg/kg: {range_text}. "
+                summary = (f"Vancomycin {plain(written)} is {per_kg:.1f} mg/kg, outside 15–20 "
+                           f"mg/kg for {weight} ({mg(low)}–{mg(high)} mg)")
+                lines.append(f"{md(written)} is {per_kg:.1f} mg/kg; 15–20 mg/kg: {range_text}. "
                              f"*({RYBAK_2020.cite()})*")
                 if per_kg > 20:
                     lines.append("A loading dose of 20–35 mg/kg may be intended in serious "
@@ -301,7 +303,8 @@ def _mri_suggestion(a: Assessment, patient_id: str, scan: DraftOrder) -> Suggest
     label = mri.label.removeprefix("Order ").removesuffix(f" ({side} foot)")
     return Suggestion(
         f"Replace the bone scan with {label}" + (f" ({side} foot)" if side else ""),
-        (Action("delete", f"Remove draft order {scan.ref} ({scan.label})", resource_id=scan.ref),
+        (Action("delete", f"Remove draft order {scan.ref} ({plain(scan.label)})",
+                resource_id=scan.ref),
          *mri.actions),
         None, "T-MRI", mri.codes)
 
@@ -323,7 +326,7 @@ def o_scan(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
     cards = []
     for scan in scans:
         lines = [
-            f"Draft order: **{scan.label}**. {_state(a)}",
+            f"Draft order: **{md(scan.label)}**. {_state(a)}",
             "A three-phase bone scan is positive in osteomyelitis, early heterotopic ossification, "
             "post-surgical remodelling and Charcot alike (specificity about 0.28): it cannot "
             f"separate them here. *({DINH_2008.cite()}; {ORZEL_1985.cite()})*",

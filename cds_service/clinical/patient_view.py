@@ -6,65 +6,50 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..cards import Action, CardSpec, Suggestion, table
+from ..cards import Action, CardSpec, Suggestion, md
 from . import facts as th
+from .finding import Finding
 from .gates import (
     fixed_dosing_inappropriate,
     nsaid_gate_failures,
     vancomycin_missing,
     vancomycin_range_text,
 )
+from .ho_rules import ho_not_detected
 from .nexttests import probe_to_bone_advice, t_bc, t_bx, t_lab, t_mri_alt, t_scan_ho, t_xr
 from .orders import indomethacin_request
-from .record import Finding
+from .result import RuleResult
 from .rules import Assessment
 from .sources import (
     BUTALIA_2008,
-    CRP_KINETICS,
-    GADOLINIUM,
-    GENTILI_REVIEW,
     HIP_HO_REVIEW,
     IWGDF_2023,
-    IWGDF_SEVERITY,
     JFAS_2015,
-    JFAS_2016,
     KAVANAGH,
     OPENFDA_NSAID,
-    ORZEL_1985,
-    PRIOR_ANTIBIOTICS,
     RYBAK_2020,
     Source,
 )
+from .vocabulary import (
+    CONDITIONS,
+    FLAG_SENTENCES,
+    IMAGING_FINDING_WORDS,
+    IMAGING_WORDS,
+    day_month,
+    describe,
+    ho_phrase,
+    imaging_text,
+    join_words,
+    note_refs,
+    note_text,
+    om_phrase,
+    value_text,
+    word,
+)
 
-DISCLAIMER = ("*Decision support, not a diagnosis: weigh it against the examination and local "
-              "protocols.*")
-
-FLAG_TEXT: dict[str, tuple[str, Source]] = {
-    "severe-infection": ("severe infection: urgent surgical evaluation, blood cultures, empiric "
-                         "IV antibiotics per local protocol; never delay antibiotics for a "
-                         "biopsy", IWGDF_SEVERITY),
-    "early-postoperative": ("before day 14 ESR, CRP, ALP and radiographs reflect the surgery; "
-                            "follow the trajectory", CRP_KINETICS),
-    "charcot": ("Charcot gives all-phase bone-scan uptake and marrow oedema on MRI; prefer "
-                "leukocyte SPECT/CT with marrow imaging", GENTILI_REVIEW),
-    "pad": ("peripheral arterial disease: bone scans can be falsely negative and healing is "
-            "impaired; arrange a vascular assessment", GENTILI_REVIEW),
-    "recent-antibiotics": ("antibiotics in the last 14 days lower bone-culture yield; in a "
-                           "stable patient consider an antibiotic-free window before biopsy",
-                           PRIOR_ANTIBIOTICS),
-    "renal-impairment": ("eGFR < 30 or advanced CKD: MRI without gadolinium, no NSAID, "
-                         "vancomycin dosed with pharmacy", GADOLINIUM),
-    "ho-favored": ("the findings favor heterotopic ossification over osteomyelitis", JFAS_2016),
-    "ho-ulcer-coexistence": ("ulcer over heterotopic bone: evaluate for osteomyelitis (about 1 "
-                             "in 5 HO prominences ulcerate)", JFAS_2016),
-    "bone-scan-nondiscriminating": ("the bone scan is positive in early HO, remodelling, Charcot "
-                                    "and OM alike: it cannot decide here", ORZEL_1985),
-}
 WARNING_TIERS = ("probable", "confirmed")
-
-
-def _date(when: datetime | None) -> str:
-    return when.date().isoformat() if when else "—"
+# Finding lines the assessment card shows at most; the rest stay in the extension's evidence.
+MAX_FINDING_LINES = 8
 
 
 def side_word(a: Assessment) -> str:
@@ -91,11 +76,9 @@ def summary(a: Assessment) -> str:
     """E.g. "Left TMA day 42: osteomyelitis probable; heterotopic ossification present"."""
     days = a.facts.days
     when = f"day {days}" if days is not None else "date unknown"
-    om = a.osteomyelitis.replace("-", " ")
-    ho = a.heterotopic_ossification.replace("-", " ")
     prefix = "SEVERE INFECTION. " if "severe-infection" in a.flags else ""
-    return (f"{prefix}{side_word(a)} {amputation_kind(a)} {when}: osteomyelitis {om}; "
-            f"heterotopic ossification {ho}")
+    return (f"{prefix}{side_word(a)} {amputation_kind(a)} {when}: "
+            f"{om_phrase(a.osteomyelitis)}; {ho_phrase(a.heterotopic_ossification)}")
 
 
 def indicator(a: Assessment) -> str:
@@ -104,79 +87,227 @@ def indicator(a: Assessment) -> str:
     return "warning" if a.osteomyelitis in WARNING_TIERS else "info"
 
 
-def _finding_rows(a: Assessment) -> list[list[str]]:
+#####################################################################
+# The assessment card (clinical-rules.md §11)
+
+
+def _result(a: Assessment, rule_id: str | None) -> RuleResult | None:
+    return next((r for r in a.results if r.id == rule_id), None)
+
+
+def _on_the(item: Finding, now: datetime) -> str:
+    """"on the 10 Nov radiograph"."""
+    kind = IMAGING_WORDS.get(item.modality or "", "imaging")
+    return f"on the {day_month(item.when, now)} {kind}"
+
+
+def _sign(item: Finding, now: datetime) -> str:
+    """A supporting sign in a reason: "ESR 85 mm/h", "positive probe-to-bone"."""
+    if item.value is not None:
+        return f"{word(item.concept, item.label)} {value_text(item)}"
+    if item.modality:
+        shown = IMAGING_FINDING_WORDS.get(item.concept, word(item.concept, item.label))
+        prefix = "possible " if item.polarity == "uncertain" else ""
+        return f"{prefix}{shown} {_on_the(item, now)}"
+    if item.concept == "exposed-bone":
+        return "exposed bone"
+    return f"positive {word(item.concept, item.label)}"
+
+
+def om_reason(a: Assessment) -> str:
+    """The one deciding reason for the OM tier, in words with its evidence."""
+    now = a.facts.record.now
+    result = _result(a, a.deciding_om)
+    if result is None:
+        return "no rule decides with the data available"
+    evidence = result.evidence
+    if result.id == "OM-1":
+        return f"{_sign(evidence[0], now)} after the amputation, {day_month(evidence[0].when, now)}"
+    if result.id == "OM-2":
+        contact = [e for e in evidence if e.concept in ("probe-to-bone", "exposed-bone")]
+        support = [e for e in evidence if e not in contact]
+        return f"{_sign(contact[0], now)} with " + " and ".join(_sign(e, now) for e in support[:2])
+    if result.id in ("OM-3", "OM-5"):
+        item = evidence[0]
+        text = (f"confluent marrow replacement {_on_the(item, now)} (osteomyelitis in 73% at "
+                "2 months)" if result.id == "OM-3" else
+                f"normal marrow {_on_the(item, now)} (LR− 0.14)")
+        other = _result(a, "OM-2")
+        if result.id == "OM-5" and other is not None:
+            text += "; but " + om_reason_of(a, other)
+        return text
+    if result.id == "OM-4":
+        signs = [e for e in evidence if e.concept not in CONDITIONS]
+        if a.facts.has_wound:
+            return "a stump wound with " + join_words([_sign(e, now) for e in signs], 160)
+        return "an osteomyelitis pattern on imaging with raised markers, without a wound"
+    if result.id == "OM-6":
+        return "no stump wound, no raised ESR or CRP and no osteomyelitis pattern"
+    if result.id == "OM-7":
+        return "coded as an active condition" + (" (provisional)" if result.effect == "possible"
+                                                 else "")
+    if result.id == "S-2":
+        return (f"day {a.facts.days} after the amputation: markers and radiographs cannot be "
+                "read before day 14")
+    return result.explanation
+
+
+def om_reason_of(a: Assessment, result: RuleResult) -> str:
+    now = a.facts.record.now
+    contact = [e for e in result.evidence if e.concept in ("probe-to-bone", "exposed-bone")]
+    support = [e for e in result.evidence if e not in contact]
+    return f"{_sign(contact[0], now)} with " + " and ".join(_sign(e, now) for e in support[:2])
+
+
+def ho_reason(a: Assessment) -> str:
+    """The one deciding reason for the HO status."""
+    now = a.facts.record.now
+    result = _result(a, a.deciding_ho)
+    status = a.heterotopic_ossification
+    if result is not None and result.id in ("HO-1", "HO-5"):
+        imaging = [e for e in result.evidence if e.modality]
+        if not imaging:
+            return "coded as an active condition"
+        text = _sign(imaging[0], now)
+        return text + ("" if result.id == "HO-5" else "; says nothing about infection")
+    if result is not None and result.id == "HO-4":
+        return "indirect signs only: " + result.explanation.split(": ", 1)[-1].rstrip(".")
+    if status == "not-detected":
+        negative = ho_not_detected(a.facts)
+        if negative:
+            return f"none {_on_the(negative[0], now)}"
+        return "none on imaging from day 21 on"
+    return "no radiograph, CT or MRI from day 21 after the amputation to judge it"
+
+
+def _verdict(phrase: str, reason: str, source: Source | None) -> str:
+    cite = f" *({source.cite()})*" if source else ""
+    return f"**{phrase[0].upper()}{phrase[1:]}**: {reason}{cite}"
+
+
+def _imaging_lines(a: Assessment, refs: list[str]) -> list[tuple[str, str]]:
+    """(ref, words) for each imaging report the card names, newest first."""
+    record = a.facts.record
+    negatives = []
+    if a.osteomyelitis in ("not-supported", "unlikely"):
+        negatives.append("om-imaging-pattern")
+    if a.heterotopic_ossification == "not-detected":
+        negatives.append("soft-tissue-ossification")
+    latest_xr = record.imaging_reports(("foot-radiograph",), th.IMAGING, reported_only=True)
+    wanted = list(dict.fromkeys(refs + [r.ref for r in latest_xr[:1]]))
+    reports = [r for r in record.imaging_reports(IMAGING_WORDS) if r.ref in wanted]
+    return [(r.ref, imaging_text(r.kind, r.when, r.findings, record.now, negatives))
+            for r in reports]
+
+
+def _findings(a: Assessment) -> tuple[list[str], list[str], set[str]]:
+    """The key findings as lines of words, their references, and the references already shown
+    (so a flag does not repeat them)."""
     f = a.facts
     record = f.record
-    rows: list[list[str]] = []
-    seen: set[tuple[str, str]] = set()
-
-    def add(item: Finding | None) -> None:
-        if item is None or (item.ref, item.concept) in seen:
-            return
-        seen.add((item.ref, item.concept))
-        rows.append([item.label, item.shown_value(), _date(item.when), item.ref])
-
+    now = record.now
+    evidence = [item for result in a.results for item in result.evidence]
+    lines: list[str] = []
+    refs: list[str] = []
     amp = record.amputation
     if amp is not None:
-        rows.append([f"Index amputation: {amp.label}",
-                     (f"day {f.days}" if f.days is not None else "date unknown")
-                     + f", {amp.side or 'side unknown'}", _date(amp.when), amp.ref])
-    for item in (f.ptb, f.exposed_bone, f.ulcer_area, f.esr, f.crp, f.alp, *f.sirs):
-        add(item)
-    for item in f.wound:
-        add(item)
-    for result in a.results:
-        for item in result.evidence:
-            add(item)
-    for flag in a.flags:
-        for item in a.flag_evidence.get(flag, ()):
-            add(item)
-    return rows
+        refs.append(amp.ref)
+        if amp.when is not None:
+            lines.append(f"{(record.side or 'side unknown')} {amputation_kind(a)}, "
+                         f"{day_month(amp.when, now)}")
+    seen: set[tuple[str, str]] = {(amp.ref, "")} if amp else set()
+
+    def add(group: list[Finding], label: str = "") -> None:
+        fresh = [i for i in group if (i.ref, i.concept) not in seen]
+        if not fresh:
+            return
+        seen.update((i.ref, i.concept) for i in fresh)
+        refs.extend(i.ref for i in fresh)
+        if label:  # one line for signs of one kind: "SIRS signs: temperature 38.9 °C, ..."
+            lines.append(label + "; ".join(describe(i, now) for i in fresh))
+        else:
+            lines.extend(describe(i, now) for i in fresh)
+
+    add([i for i in (f.ptb, f.exposed_bone) if i is not None])
+    for ref, text in _imaging_lines(a, [i.ref for i in evidence if i.modality]):
+        lines.append(text)
+        refs.append(ref)
+    add([i for i in (f.ulcer_area, f.esr, f.crp, f.alp) if i is not None])
+    add(list(f.sirs), "SIRS signs: ")
+    add(list(f.wound))
+    add([i for i in evidence if not i.modality])
+    return lines, refs, {r for r, _ in seen} | set(refs)
+
+
+def _flag_line(a: Assessment, flag: str, shown: set[str]) -> tuple[str, list[str]]:
+    sentence, source = FLAG_SENTENCES[flag]
+    now = a.facts.record.now
+    extra = [e for e in a.flag_evidence.get(flag, ()) if e.ref not in shown]
+    # a condition that raises its own flag (Charcot, PAD) adds only its date
+    words = [f"on record {day_month(e.when, now)}" if flag in ("charcot", "pad")
+             else describe(e, now) for e in extra]
+    seen = " (" + "; ".join(dict.fromkeys(words)) + ")" if words else ""
+    return f"- {sentence}{seen} *({source.cite()})*", [e.ref for e in extra]
 
 
 def missing_data(a: Assessment, unavailable: Mapping[str, str], notes: list[str]) -> list[str]:
     """What data was missing or unusable, in plain words (the card never guesses)."""
     f = a.facts
     record = f.record
-    out = [f"{key}: {why}" for key, why in unavailable.items()]
+    out = [md(f"{key}: {why}", 200) for key, why in unavailable.items()]
     if record.amputation is not None and record.amputation.when is None:
-        out.append("Amputation date unknown: treated as long established.")
+        out.append("amputation date unknown (treated as long established)")
     if record.side is None:
-        out.append("Amputation side unknown: findings from either side were used.")
+        out.append("amputation side unknown (findings from either side used)")
     if f.esr is None:
-        out.append("No ESR in the last 30 days.")
+        out.append("no ESR in 30 days")
     if f.crp is None:
-        out.append("No CRP in the last 30 days.")
+        out.append("no CRP in 30 days")
     if not record.imaging_reports(("foot-radiograph",), th.IMAGING):
-        out.append("No foot radiograph in the last 90 days.")
+        out.append("no foot radiograph in 90 days")
     if f.has_wound and f.ptb is None:
-        out.append("No probe-to-bone result in the last 30 days.")
+        out.append("no probe-to-bone result in 30 days")
     out += notes
     return out
 
 
 def assessment_card(a: Assessment, unavailable: Mapping[str, str], notes: list[str]) -> CardSpec:
-    om_rule = f" ({a.deciding_om})" if a.deciding_om else ""
-    ho_rule = f" ({a.deciding_ho})" if a.deciding_ho else ""
-    parts = [f"**Osteomyelitis: {a.osteomyelitis}**{om_rule} · "
-             f"**Heterotopic ossification: {a.heterotopic_ossification}**{ho_rule}"]
-    rows = _finding_rows(a)
-    if rows:
-        parts.append(table(("Finding", "Value", "Date", "Source"), rows))
-    if a.results:
-        parts.append("**Why**\n" + "\n".join(
-            f"- **{r.id}** {r.explanation} *({r.source.cite() if r.source else 'rulebook'})*"
-            for r in a.results))
-    if a.flags:
-        parts.append("**Flags**\n" + "\n".join(
-            f"- **{flag}**: {FLAG_TEXT[flag][0]} *({FLAG_TEXT[flag][1].cite()})*"
-            for flag in a.flags))
-    missing = missing_data(a, unavailable, notes)
-    if missing:
-        parts.append("**Missing or unusable data**\n" + "\n".join(f"- {m}" for m in missing))
-    parts.append(DISCLAIMER)
+    om = _result(a, a.deciding_om)
+    ho = _result(a, a.deciding_ho)
+    parts = [_verdict(om_phrase(a.osteomyelitis), om_reason(a), om.source if om else None)
+             + "  \n"
+             + _verdict(ho_phrase(a.heterotopic_ossification), ho_reason(a),
+                        ho.source if ho else None)]
+    lines, refs, shown = _findings(a)
+    if lines:
+        kept = lines[:MAX_FINDING_LINES]
+        more = len(lines) - len(kept)
+        parts.append("\n".join(f"- {line}" for line in kept)
+                     + (f"\n- and {more} more in the record" if more else ""))
+    flag_lines = []
+    for flag in a.flags:
+        line, extra = _flag_line(a, flag, shown)
+        flag_lines.append(line)
+        refs += extra
+    if flag_lines:
+        parts.append("\n".join(flag_lines))
+    ignored = _result(a, "OM-8")
+    if ignored is not None:
+        parts.append(f"{ignored.explanation} *({ignored.source.cite() if ignored.source else ''})*"
+                     .replace(" *()*", ""))
+    missing = missing_data(a, unavailable, [])
+    notes_shown = [note_text(n) for n in notes]
+    if missing or notes_shown:
+        parts.append("**Missing or not read:** " + "; ".join(
+            missing + notes_shown) + ".")
+    if a.rule_ids:
+        parts.append("Rules: " + ", ".join(a.rule_ids))
+    extension = a.extension()
+    evidence = list(dict.fromkeys(refs + note_refs(notes)))
+    if evidence:
+        extension["evidence"] = evidence
     return CardSpec(summary(a), indicator(a), "\n\n".join(parts), "assessment", a.rule_ids,
-                    assessment=a.extension())
+                    assessment=extension)
 
 
 def _companion_indicator(a: Assessment) -> str:

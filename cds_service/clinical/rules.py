@@ -39,14 +39,17 @@ class Assessment:
         return rule_id in self.rule_ids
 
     def extension(self) -> dict[str, object]:
-        """The ``tma-bone-assessment`` extension object (product-contract.md)."""
+        """The ``tma-bone-assessment`` extension object (product-contract.md); ``flags`` and
+        ``rules`` are omitted when empty."""
         value: dict[str, object] = {
             "osteomyelitis": self.osteomyelitis,
             "heterotopicOssification": self.heterotopic_ossification,
-            "flags": list(self.flags),
-            "rules": self.rule_ids,
-            "side": self.facts.record.side or "unknown",
         }
+        if self.flags:  # CDS Hooks 2.0: JSON elements SHALL NOT be empty (omitted instead)
+            value["flags"] = list(self.flags)
+        if self.rule_ids:
+            value["rules"] = self.rule_ids
+        value["side"] = self.facts.record.side or "unknown"
         if self.facts.days is not None:
             value["daysSinceAmputation"] = self.facts.days
         return value

@@ -16,6 +16,7 @@ from ..fhir.resources import bundle_resources
 from ..replay import (
     RecordError,
     build_request,
+    format_html,
     format_text,
     load_bundle,
     patient_id_of,
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--draft", type=Path, help="Bundle of draft orders (order hooks)")
     parser.add_argument("--url", help="base URL of a running service (default: in-process)")
     parser.add_argument("--token", help="bearer JWT for a service with authentication on")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "json", "html"), default="text")
     parser.set_defaults(run=run)
 
 
@@ -138,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.format == "json":
         print(json.dumps(response, indent=2))  # noqa: T201
+    elif args.format == "html":
+        print(format_html(response, args.record.name), end="")  # noqa: T201
     else:
         print(format_text(response))  # noqa: T201
     return 0
