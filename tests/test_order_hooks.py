@@ -371,7 +371,7 @@ def test_o_nsaid_counts_other_draft_orders_as_gates() -> None:
     draft = bundle(med("indo", *INDOMETHACIN, 25), med("w", "11289", "warfarin"))
     (spec,) = check("ho-mature-nsaid-gates-pass", draft, "order-select",
                     ["MedicationRequest/indo"])
-    assert "warfarin (draft order)" in spec.detail
+    assert "warfarin (draft order)" in visible_text(render(spec))
 
 
 def test_o_nsaid_deletes_a_dstu2_medication_order_by_its_own_type() -> None:

@@ -166,14 +166,14 @@ def o_ho(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> list
 
 
 def _draft_gate_failures(a: Assessment, drafts: DraftOrders, nsaid: DraftOrder) -> list[str]:
-    """Co-medication gates failed by other draft orders of the session."""
+    """Co-medication gates failed by other draft orders of the session (their labels)."""
     mappings = a.facts.record.mappings
     out = []
     for other in drafts.orders:
         if other is nsaid or not other.is_medication:
             continue
         if any(other.is_a(mappings, concept) for concept in NSAID_MEDICATION_GATES):
-            out.append(f"{other.label} (draft order)")
+            out.append(other.label)
     return out
 
 
@@ -189,12 +189,14 @@ def o_nsaid(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> l
     for order in drafts.checked:
         if not (order.is_medication and order.is_a(mappings, "nsaid")):
             continue
-        failures = base + _draft_gate_failures(a, drafts, order)
+        others = _draft_gate_failures(a, drafts, order)
+        failures = base + [f"{plain(label)} (draft order)" for label in others]
         if not failures:
             continue
+        shown = [md(f, 200) for f in failures]  # gate phrases carry record text (drug names)
         lines = [
             f"Draft order: **{md(order.label)}**.",
-            "NSAID not advised: " + "; ".join(md(f, 200) for f in failures) + ". NSAIDs carry a "
+            "NSAID not advised: " + "; ".join(shown) + ". NSAIDs carry a "
             "boxed warning for cardiovascular thrombotic events and gastrointestinal bleeding, "
             "harm the kidney, and "
             f"are contraindicated in the CABG setting. *({OPENFDA_NSAID.cite()})*",

@@ -412,7 +412,8 @@ def ho_management(a: Assessment, patient_id: str) -> CardSpec | None:
     failures = nsaid_gate_failures(a.facts, "renal-impairment" in a.flags)
     suggestions: list[Suggestion] = []
     if failures:
-        lines.append("NSAID not advised: " + "; ".join(failures) + ". Prefer radiation after "
+        lines.append("NSAID not advised: " + "; ".join(md(f, 200) for f in failures)
+                     + ". Prefer radiation after "
                      "excision. *(indomethacin label, openFDA)*")
         head = "HO favored over OM: offloading, therapy; excision with radiation if needed"
     else:
