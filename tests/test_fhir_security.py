@@ -16,6 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from cds_service.fhir import urls
+from cds_service.preview import visible_text
 from tests.conftest import make_app
 from tests.test_prefetch import assessment, full_request, with_server
 
@@ -53,7 +54,7 @@ def post(client, body: dict[str, Any]):  # type: ignore[no-untyped-def]
 
 def card_detail(response) -> str:  # type: ignore[no-untyped-def]
     assert response.status_code == 200, response.get_data(as_text=True)
-    return str(response.get_json()["cards"][0]["detail"])
+    return visible_text(response.get_json()["cards"][0])  # as a reader sees it
 
 
 #####################################################################

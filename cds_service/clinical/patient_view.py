@@ -186,18 +186,20 @@ def _verdict(phrase: str, reason: str, source: Source | None) -> str:
 
 
 def _imaging_lines(a: Assessment, refs: list[str]) -> list[tuple[str, str]]:
-    """(ref, words) for each imaging report the card names, newest first."""
+    """(ref, words) for each imaging report the card names, newest first: those the rules used
+    and every report of the last 90 days."""
     record = a.facts.record
     negatives = []
     if a.osteomyelitis in ("not-supported", "unlikely"):
         negatives.append("om-imaging-pattern")
     if a.heterotopic_ossification == "not-detected":
         negatives.append("soft-tissue-ossification")
-    latest_xr = record.imaging_reports(("foot-radiograph",), th.IMAGING, reported_only=True)
-    wanted = list(dict.fromkeys(refs + [r.ref for r in latest_xr[:1]]))
+    recent = [r for r in record.imaging_reports(IMAGING_WORDS, th.IMAGING) if r.has_report]
+    wanted = set(refs) | {r.ref for r in recent}
     reports = [r for r in record.imaging_reports(IMAGING_WORDS) if r.ref in wanted]
-    return [(r.ref, imaging_text(r.kind, r.when, r.findings, record.now, negatives))
-            for r in reports]
+    # a report not fully read is never negative evidence (clinical-rules.md §2)
+    return [(r.ref, imaging_text(r.kind, r.when, r.findings, record.now,
+                                 negatives if r.read else (), not r.read)) for r in reports]
 
 
 def _findings(a: Assessment) -> tuple[list[str], list[str], set[str]]:
@@ -251,10 +253,11 @@ def _flag_line(a: Assessment, flag: str, shown: set[str]) -> tuple[str, list[str
 
 
 def missing_data(a: Assessment, unavailable: Mapping[str, str], notes: list[str]) -> list[str]:
-    """What data was missing or unusable, in plain words (the card never guesses)."""
+    """What data was missing or unusable, in plain words (the card never guesses); plain text,
+    escaped where it is shown."""
     f = a.facts
     record = f.record
-    out = [md(f"{key}: {why}", 200) for key, why in unavailable.items()]
+    out = [f"{key}: {why}" for key, why in unavailable.items()]
     if record.amputation is not None and record.amputation.when is None:
         out.append("amputation date unknown (treated as long established)")
     if record.side is None:
@@ -295,11 +298,11 @@ def assessment_card(a: Assessment, unavailable: Mapping[str, str], notes: list[s
     if ignored is not None:
         parts.append(f"{ignored.explanation} *({ignored.source.cite() if ignored.source else ''})*"
                      .replace(" *()*", ""))
-    missing = missing_data(a, unavailable, [])
-    notes_shown = [note_text(n) for n in notes]
-    if missing or notes_shown:
-        parts.append("**Missing or not read:** " + "; ".join(
-            missing + notes_shown) + ".")
+    fetched = [f"{key}: {why}" for key, why in unavailable.items()]
+    missing = [note_text(m) for m in fetched] + missing_data(a, {}, []) + [note_text(n)
+                                                                            for n in notes]
+    if missing:
+        parts.append("**Missing or not read:** " + "; ".join(missing) + ".")
     if a.rule_ids:
         parts.append("Rules: " + ", ".join(a.rule_ids))
     extension = a.extension()

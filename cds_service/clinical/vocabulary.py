@@ -89,6 +89,11 @@ IMAGING_FINDING_WORDS = {
     "leukocyte-scan-positive": "positive for bone infection",
     "pet-positive": "positive for bone infection",
 }
+# Findings whose explicit negation in a report decides a rule (OM-2/OM-6, OM-3, OM-5): shown
+# when the report says so ("no confluent marrow replacement"), whatever the verdict.
+DECISIVE_NEGATIONS = {"om-imaging-pattern": "no osteomyelitis pattern",
+                      "confluent-marrow-replacement": "no confluent marrow replacement",
+                      "normal-marrow": "marrow not normal"}
 BONE_SCAN_PHASES = ("bone-scan-phase1-increased", "bone-scan-phase2-increased",
                     "bone-scan-phase3-increased")
 # Short names of everything else a card may show.
@@ -208,9 +213,11 @@ def phases_text(findings: dict[str, str]) -> str:
 
 
 def imaging_text(kind: str, when: datetime | None, findings: dict[str, str],
-                 now: datetime | None, negatives: Iterable[str] = ()) -> str:
+                 now: datetime | None, negatives: Iterable[str] = (),
+                 partly_unread: bool = False) -> str:
     """An imaging report as what was found: "radiograph 10 Nov: osteomyelitis pattern,
-    heterotopic ossification"; negated findings only for the concepts in ``negatives``."""
+    heterotopic ossification"; negated findings only for the concepts in ``negatives`` (and only
+    for a report read in full: the caller decides)."""
     name = f"{IMAGING_WORDS.get(kind, word(kind))} {day_month(when, now)}"
     if kind == "three-phase-bone-scan":
         return f"{name}: {phases_text(findings)}"
@@ -223,10 +230,15 @@ def imaging_text(kind: str, when: datetime | None, findings: dict[str, str],
             seen.append(shown)
         elif polarity == "uncertain":
             seen.append(f"possible {shown}")
+        elif polarity == "negative" and concept in DECISIVE_NEGATIONS:
+            seen.append(DECISIVE_NEGATIONS[concept])
     for concept in negatives:
-        if findings.get(concept) not in ("positive", "uncertain") and concept in \
-                IMAGING_FINDING_WORDS:
-            seen.append(f"no {IMAGING_FINDING_WORDS[concept]}")
+        said = DECISIVE_NEGATIONS.get(concept, f"no {IMAGING_FINDING_WORDS.get(concept, '')}")
+        if findings.get(concept) not in ("positive", "uncertain") and said not in seen \
+                and concept in IMAGING_FINDING_WORDS:
+            seen.append(said)
+    if partly_unread:
+        seen.append("part of the report could not be read")
     return f"{name}: {', '.join(seen)}" if seen else f"{name}: no finding named"
 
 

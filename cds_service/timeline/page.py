@@ -18,7 +18,8 @@ from typing import Any
 
 import jinja2
 
-from ..clinical.patient_view import DISCLAIMER, FLAG_TEXT, amputation_kind, missing_data, summary
+from ..clinical.patient_view import amputation_kind, missing_data, summary
+from ..clinical.vocabulary import DISCLAIMER, FLAG_SENTENCES
 from ..services import Evaluation
 from .chart import layout
 from .model import Timeline, build
@@ -62,7 +63,7 @@ def assessment_view(evaluation: Evaluation) -> dict[str, Any]:
 
     reasons = [Reason(r.id, r.explanation, r.source.cite() if r.source else "rulebook")
                for r in a.results]
-    flags = [Reason(f, FLAG_TEXT[f][0], FLAG_TEXT[f][1].cite()) for f in a.flags]
+    flags = [Reason(f, FLAG_SENTENCES[f][0], FLAG_SENTENCES[f][1].cite()) for f in a.flags]
     tests = []
     for card in evaluation.cards:
         if card.kind == "next-tests":
