@@ -182,4 +182,7 @@ def test_a_null_patient_prefetch_is_noted(capsys: Any) -> None:
     body["prefetch"]["patient"] = None
     response = client.post(f"/cds-services/{SERVICE}", json=body)
     assert response.status_code == 200
-    assert "Patient: no Patient resource in the record" in response.get_json()["cards"][0]["detail"]
+    from cds_service.preview import visible_text
+
+    assert "Patient: no Patient resource in the record" in \
+        visible_text(response.get_json()["cards"][0])
