@@ -20,8 +20,13 @@ TEXT_KEYS = ("negation", "post_negation", "uncertainty", "post_uncertainty",
              "bidirectional_uncertainty", "hypothetical", "post_hypothetical", "historical",
              "pseudo", "scope_breakers", "fillers", "abnormal_marrow", "exceptions")
 TEXT_TABLES = ("sections", "diagnoses", "conclusion_codes", "result_sections")
+# Medication data that is not concepts (mappings/README.md, "Medications"): routes and dose
+# forms (project and site), and the site RxNorm file written by `cds-service rxnorm-import`.
+FORMS_FILE = "medication-forms.toml"
+PRODUCTS_FILE = "rxnorm-products.toml"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 _LIST_KEYS = ("codes", "unverified", "phrases", "includes", "modalities", "prefixes")
-_ALLOWED_KEYS = {"label", "unit", *_LIST_KEYS}
+_ALLOWED_KEYS = {"label", "unit", "ingredients", *_LIST_KEYS}
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Concept:
     includes: list[str] = field(default_factory=list)
     modalities: list[str] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)
+    ingredients: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (file, table)
     file: str = ""
     origin: dict[str, str] = field(default_factory=dict)  # code or include -> file it came from
 
@@ -57,9 +63,13 @@ class ReportText:
 class MappingTable:
     """Look-ups from codes to concept ids, built once; look-ups are memoised."""
 
-    def __init__(self, concepts: dict[str, Concept], text: ReportText) -> None:
+    def __init__(self, concepts: dict[str, Concept], text: ReportText,
+                 medication_files: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
         self.concepts = concepts
         self.text = text
+        # (path, parsed TOML) of medication-forms.toml and rxnorm-products.toml files, in load
+        # order; read by cds_service.clinical.medications
+        self.medication_files = list(medication_files)
         self._by_code: dict[str, str] = {}
         for concept in concepts.values():
             for code in concept.codes:
@@ -193,10 +203,29 @@ def _check_code(path: Path, key: str, code: str) -> None:
         raise MappingError(f"{path}: [{key}] code {code!r} must be written system|code")
 
 
+def _add_ingredients(concept: Concept, path: Path, key: str, value: Any) -> None:
+    """Ingredient tables of a medication class; their RxNorm codes become the class's codes."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise MappingError(f"{path}: [{key}] ingredients must be a list of tables")
+    for number, item in enumerate(value):
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise MappingError(f"{path}: [{key}] ingredients[{number}] needs a name")
+        codes = item.get("rxnorm", [])
+        where = f"ingredients[{number}] ({name}) rxnorm"
+        for code in _string_list(path, key, where, codes):
+            full = f"{RXNORM}|{code}"
+            concept.origin.setdefault(full, str(path))
+            concept.codes.add(full)
+        concept.ingredients.append((str(path), item))
+
+
 def _add_concept_data(concept: Concept, path: Path, key: str, table: dict[str, Any]) -> None:
     unknown = set(table) - _ALLOWED_KEYS
     if unknown:
         raise MappingError(f"{path}: [{key}] unknown keys {', '.join(sorted(unknown))}")
+    if "ingredients" in table:
+        _add_ingredients(concept, path, key, table["ingredients"])
     for name in _LIST_KEYS:
         if name not in table:
             continue
@@ -218,13 +247,16 @@ def _add_concept_data(concept: Concept, path: Path, key: str, table: dict[str, A
 
 
 def _load_folder(folder: Path, concepts: dict[str, Concept], text: ReportText, *,
-                 site: bool) -> None:
+                 site: bool, medication_files: list[tuple[str, dict[str, Any]]]) -> None:
     if not folder.is_dir():
         raise MappingError(f"{folder}: mapping folder does not exist")
     for path in sorted(folder.glob("*.toml")):
         data = _read_toml(path)
         if path.name == TEXT_FILE:
             _merge_text(text, path, data)
+            continue
+        if path.name in (FORMS_FILE, PRODUCTS_FILE):
+            medication_files.append((str(path), data))
             continue
         for key, table in data.items():
             if not isinstance(table, dict):
@@ -276,9 +308,10 @@ def load_mappings(base: Path, extra: Sequence[Path] = ()) -> MappingTable:
     """
     concepts: dict[str, Concept] = {}
     text = ReportText()
-    _load_folder(base, concepts, text, site=False)
+    medication_files: list[tuple[str, dict[str, Any]]] = []
+    _load_folder(base, concepts, text, site=False, medication_files=medication_files)
     for folder in extra:
-        _load_folder(folder, concepts, text, site=True)
+        _load_folder(folder, concepts, text, site=True, medication_files=medication_files)
     _validate(concepts)
     _validate_text(text, concepts)
-    return MappingTable(concepts, text)
+    return MappingTable(concepts, text, medication_files)

@@ -11,6 +11,7 @@ from . import units
 from .cards import CardSpec, render_response
 from .clinical import validation
 from .clinical.facts import Facts, gather
+from .clinical.medications import classifier_for
 from .clinical.patient_view import patient_view_cards
 from .clinical.record import Record
 from .clinical.rules import Assessment, assess, is_relevant
@@ -100,6 +101,7 @@ def make_patient_view(mappings: MappingTable):  # type: ignore[no-untyped-def]
 def build_registry(settings: Settings) -> Registry:
     """Load the mappings and build every service (raises StartupError when broken)."""
     mappings = load_mappings(settings.mappings_dir, settings.extra_mappings)
+    classifier_for(mappings)  # medication index: broken medication data stops start-up
     units.warm_up()
     validation.warm_up()
     templates = prefetch_templates(mappings)

@@ -10,9 +10,13 @@ items 5 and 7), so every shape is read leniently:
   request types, garbage) is skipped with a note, never an exception;
 - medication identity comes from ``medicationCodeableConcept``, or from the Medication a
   ``medicationReference`` points at (contained ``#id``, or an entry of the same Bundle), or from
-  R5's ``medication.concept`` / ``medication.reference``;
+  R5's ``medication.concept`` / ``medication.reference``, classified by
+  :mod:`~cds_service.clinical.medications` (any RxNorm level, names, brands, route and dose form);
 - the dose per administration comes from ``dosageInstruction[].doseAndRate[].doseQuantity`` (R4) or
-  ``dosageInstruction[].doseQuantity`` (STU3, DSTU2), converted to mg (or mg/kg) by ``units``.
+  ``dosageInstruction[].doseQuantity`` (STU3, DSTU2), converted to mg (or mg/kg) by ``units``;
+  without one, from the order text ("Vancomycin 1 g IV every 12 hours": ``dosageInstruction.text``
+  or a ``medicationCodeableConcept.text`` that is not a product name) when it states exactly one
+  dose.
 
 Only two shapes are the client's fault and give 400 (:class:`~cds_service.errors.RequestInvalid`):
 ``draftOrders`` that is not a JSON object, and ``selections`` that is not a list of strings. An
@@ -22,21 +26,34 @@ library's 1..* is not enforced, so that a client between selections gets no erro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import units
 from ..errors import RequestInvalid
-from ..fhir.resources import code_text, codings, is_about_another_patient, resolve_reference
+from ..fhir.resources import (
+    as_list,
+    code_text,
+    codings,
+    is_about_another_patient,
+    resolve_reference,
+)
 from ..mappings import MappingTable
+from .medications import classifier_for
 
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})  # R4/STU3; DSTU2
 SERVICE_TYPES = frozenset({"ServiceRequest", "ProcedureRequest"})  # R4; STU3/DSTU2
 # Statuses of orders that are not about to be placed (re-sign after revision may send them).
 NOT_PLACED = frozenset({"entered-in-error", "cancelled", "revoked", "stopped", "completed"})
 UCUM = "http://unitsofmeasure.org"
-ORAL_ROUTE = "26643006"  # SNOMED Oral route
+# A dose in order text: "1 g", "1,250 mg", "15 mg/kg" (not a concentration such as "50 mg/mL").
+_TEXT_DOSE = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*"
+                        r"(mg/kg|milligrams?|mg|grams?|gm|g)(?![\w/])", re.IGNORECASE)
+# An RxNorm product name ("Vancomycin 1000 MG Injection", "... 250 MG Oral Capsule"): its strength
+# is the product's, not a dose per administration.
+_PRODUCT_NAME = re.compile(r"\d\s(?:MG|MG/ML|UNT|MEQ|MCG)\b")
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,8 @@ class DraftOrder:
     dose_mg_per_kg: float | None = None  # when the order is written per kg
     dose_as_written: str | None = None  # e.g. "1.2 g"
     dose_problem: str | None = None  # why no dose could be read, when one was given
-    route: str | None = None  # "oral" when the order says so
+    route: str | None = None  # route group (oral, intravenous, ophthalmic, ...) when known
+    identified: bool = True  # False: a medication order whose drug could not be identified
     resource: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -80,6 +98,11 @@ class DraftOrders:
     orders: list[DraftOrder]
     checked: list[DraftOrder]  # order-select: the selected orders; order-sign: all of them
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def unidentified(self) -> list[DraftOrder]:
+        """Medication orders whose drug could not be identified (never assumed safe)."""
+        return [o for o in self.orders if o.is_medication and not o.identified]
 
 
 def read_draft_orders(context: Mapping[str, Any], hook: str, mappings: MappingTable,
@@ -185,36 +208,71 @@ def read_order(resource: Any, mappings: MappingTable,
         notes.append(f"{ref} has status {status}; not checked")
         return None
     if kind in MEDICATION_TYPES:
-        concepts, label = _medication(resource, mappings, medications)
-        dose = _dose(resource)
-        return DraftOrder(kind, ident, frozenset(concepts), label, status, *dose,
-                          route=_route(resource), resource=resource)
+        return _medication_order(resource, kind, ident, status, mappings, medications)
     concepts = mappings.concepts_of(resource.get("code"))
     label = code_text(resource.get("code")) or "service order"
     return DraftOrder(kind, ident, frozenset(concepts), label, status, resource=resource)
 
 
-def _medication(resource: Mapping[str, Any], mappings: MappingTable,
-                bundled: Mapping[str, Mapping[str, Any]]) -> tuple[set[str], str]:
-    """Concept ids and a label of the ordered medication."""
+def _medication_order(resource: Mapping[str, Any], kind: str, ident: str | None,
+                      status: str | None, mappings: MappingTable,
+                      bundled: Mapping[str, Mapping[str, Any]]) -> DraftOrder:
+    """A medication order: its drug classified (clinical-rules.md §2), a label and the dose."""
     concept = resource.get("medicationCodeableConcept")
     reference = resource.get("medicationReference")
     r5 = resource.get("medication")
     if isinstance(r5, dict):  # R5 CodeableReference
         concept = concept or r5.get("concept")
         reference = reference or r5.get("reference")
-    found = set(mappings.concepts_of(concept))
-    label = code_text(concept)
     medication = resolve_reference(resource, reference, bundled, "Medication")
-    if medication is not None:
-        found |= mappings.concepts_of(medication.get("code"))
-        label = label or code_text(medication.get("code"))
-    if label is None and isinstance(reference, dict) and isinstance(reference.get("display"),
-                                                                     str):
-        label = reference["display"]
+    display = reference.get("display") if isinstance(reference, dict) else None
+    dosages = [d for d in as_list(resource.get("dosageInstruction")) if isinstance(d, dict)]
+    texts = [d["text"] for d in dosages if isinstance(d.get("text"), str)]
+    found = classifier_for(mappings).classify(
+        concept, medication=medication, route=[d.get("route") for d in dosages],
+        text=[display] if isinstance(display, str) and medication is None else ())
+    label = code_text(concept) or (code_text(medication.get("code")) if medication else None)
+    label = label or (display if isinstance(display, str) else None)
     if label is None:
-        label = mappings.label(sorted(found)[0]) if found else "medication"
-    return found, label
+        label = mappings.label(sorted(found.concepts)[0]) if found.concepts else "medication"
+    # the structured dose when there is one; else the order text (clinical-rules.md §10 O-VANC)
+    dose = _dose(resource) if _quantities(resource) else _text_dose(texts + _order_text(concept))
+    return DraftOrder(kind, ident, found.concepts, label, status, *dose, route=found.route,
+                      identified=found.identified, resource=resource)
+
+
+def _order_text(concept: Any) -> list[str]:
+    """``medicationCodeableConcept.text`` when it is order text, not a coding's display."""
+    if not isinstance(concept, dict) or not isinstance(concept.get("text"), str):
+        return []
+    text = concept["text"]
+    return [] if text in {c.get("display") for c in codings(concept)} else [text]
+
+
+def _text_dose(texts: list[str]) -> tuple[float | None, float | None, str | None, str | None]:
+    """(mg, mg/kg, as written, problem) from order text that states exactly one dose; a product
+    name's strength ("vancomycin 1000 MG Injection") is not a dose per administration."""
+    found: dict[tuple[str, float], str] = {}
+    for text in texts:
+        if _PRODUCT_NAME.search(text):
+            continue
+        for number, unit in _TEXT_DOSE.findall(text):
+            value = float(number.replace(",", ""))
+            target = "mg/kg" if unit.lower() == "mg/kg" else "mg"
+            try:
+                converted = units.convert(value, unit.lower(), target)
+            except units.UnitError:
+                continue
+            found.setdefault((target, round(converted, 6)), f"{number} {unit}")
+    if len(found) > 1:
+        return None, None, None, ("the order text states more than one dose ("
+                                  + ", ".join(found.values()) + ")")
+    if not found:
+        return None, None, None, None
+    (target, value), written = next(iter(found.items()))
+    if target == "mg":
+        return value, None, written, None
+    return None, value, written, None
 
 
 def _quantities(resource: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -257,17 +315,3 @@ def _dose(resource: Mapping[str, Any]) -> tuple[float | None, float | None, str 
             return None, converted, written, None
         problem = f"dose unit {raw or 'missing'} cannot be converted to mg"
     return None, None, None, problem
-
-
-def _route(resource: Mapping[str, Any]) -> str | None:
-    dosages = resource.get("dosageInstruction")
-    for dosage in dosages if isinstance(dosages, list) else ():
-        if not isinstance(dosage, dict):
-            continue
-        route = dosage.get("route")
-        if any(c.get("code") == ORAL_ROUTE for c in codings(route)):
-            return "oral"
-        words = (code_text(route) or "").lower().replace(".", " ").split()
-        if "oral" in words or "po" in words or "mouth" in words:
-            return "oral"
-    return None

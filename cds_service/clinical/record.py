@@ -30,6 +30,7 @@ from .finding import Finding
 from .finding import ref as _ref
 from .imaging import IMAGING_KINDS, ImagingMixin, ImagingReport
 from .laterality import SNOMED, side_of
+from .medications import classifier_for
 from .reportformats import Fetch
 from .validation import Validator
 
@@ -81,6 +82,7 @@ class Record(ImagingMixin):
         self._studies: dict[str, dict[str, Any]] = {}
         self._medication_resources: dict[str, dict[str, Any]] = {}
         self._dates: dict[int, datetime | None] = {}  # id(resource) -> resource_date
+        self._medication_classifier = classifier_for(mappings)
         self._classify(resources)
         self.amputation = self._find_amputation()
         self.imaging = self._read_imaging()
@@ -142,13 +144,15 @@ class Record(ImagingMixin):
             self.notes.append(f"{foreign} resource(s) about another patient were ignored.")
 
     def medication_concepts(self, request: dict[str, Any]) -> set[str]:
-        """Concepts of a MedicationRequest, from its code or its (contained) Medication."""
-        found = self.mappings.concepts_of(request.get("medicationCodeableConcept"))
+        """Drug classes of systemic use of a MedicationRequest (clinical-rules.md §2
+        "Medications"): its code or name, or its (contained or prefetched) Medication, and the
+        route of its dosage instructions, classified by :mod:`.medications`."""
         medication = resolve_reference(request, request.get("medicationReference"),
                                        self._medication_resources, "Medication")
-        if medication is not None:
-            found |= self.mappings.concepts_of(medication.get("code"))
-        return found
+        routes = [d.get("route") for d in as_list(request.get("dosageInstruction"))
+                  if isinstance(d, dict)]
+        return set(self._medication_classifier.classify(
+            request.get("medicationCodeableConcept"), medication=medication, route=routes).concepts)
 
     # ----------------------------------------------------------------- time helpers
     def _date(self, resource: dict[str, Any]) -> datetime | None:
