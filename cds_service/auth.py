@@ -26,6 +26,7 @@ import hashlib
 import heapq
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -328,7 +329,13 @@ class ReplayCache:
         self._expiries: list[tuple[float, tuple[str, str]]] = []  # heap for purging
 
     def remember(self, iss: str, jti: str, until: float) -> bool:
-        """Record ``(iss, jti)`` until ``until``; return False if it was already recorded."""
+        """Record ``(iss, jti)`` until ``until``; return False if it was already recorded.
+
+        :raises ValueError: ``until`` is not a finite number (a NaN would break the heap order,
+            and with it the purge, so the cache would grow without bound).
+        """
+        if not math.isfinite(until):
+            raise ValueError(f"replay cache expiry must be a finite number, not {until!r}")
         key = (iss, jti)
         with self._lock:
             now = self._clock()
@@ -443,10 +450,19 @@ def _bearer_token(authorization_header: str | None) -> str:
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float:
+    """Return a time claim as seconds. NaN and ±Infinity (JSON parsers accept them) are refused:
+    every comparison with NaN is false, so it would pass both the expiry and lifetime checks."""
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ClientNotTrusted(f"claim {name} must be a number of seconds, not {_shown(value)}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond any float
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ClientNotTrusted(f"claim {name} must be a finite number of seconds, "
+                               f"not {_shown(value)}")
+    return seconds
 
 
 def _audiences(aud: Any) -> list[str]:

@@ -307,6 +307,27 @@ def test_non_numeric_exp_is_rejected(verifier: TokenVerifier, ec_key: Any, bad: 
 
 
 @pytest.mark.parametrize(
+    "times",
+    [
+        {"exp": float("nan")},                       # every comparison with NaN is false
+        {"iat": float("nan")},
+        {"exp": float("nan"), "iat": float("nan")},
+        {"exp": float("inf")},
+        {"iat": float("-inf")},
+        {"exp": float("inf"), "iat": float("nan")},
+        {"nbf": float("nan")},
+        {"exp": 10**400},                            # an integer beyond any float
+    ],
+)
+def test_non_finite_times_are_rejected(verifier: TokenVerifier, ec_key: Any,
+                                       times: dict[str, Any]) -> None:
+    """NaN exp passed both the expiry and the lifetime check (pen test item 3)."""
+    minted = token(ec_key, claims=times)
+    rejected(verifier, "Bearer " + minted, "must be a finite number of seconds")
+    assert len(verifier.replay) == 0
+
+
+@pytest.mark.parametrize(
     ("aud", "reason"),
     [
         ("https://cds.example.org/cds-services/other-service", "does not name"),
@@ -708,6 +729,18 @@ def test_replay_cache_remembers_until_expiry_then_forgets() -> None:
     clock.now = 111
     assert len(cache) == 0  # purged
     assert cache.remember("i", "a", until=200)
+
+
+@pytest.mark.parametrize("until", [float("nan"), float("inf"), float("-inf")])
+def test_replay_cache_refuses_non_finite_expiry_and_keeps_purging(until: float) -> None:
+    clock = Clock(100)
+    cache = ReplayCache(clock)
+    with pytest.raises(ValueError, match="finite"):
+        cache.remember("i", "poison", until=until)
+    for n in range(50):
+        assert cache.remember("i", f"jti-{n}", until=110 + n)
+    clock.now = 1000
+    assert len(cache) == 0  # everything expired is purged
 
 
 def test_replay_cache_lets_exactly_one_of_many_threads_win() -> None:
