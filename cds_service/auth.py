@@ -42,6 +42,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from .errors import ClientNotTrusted, ConfigError
 from .fhir import urls
 from .logs import LOGGER_NAME, log_event
+from .safetext import shown as _shown
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -59,14 +60,9 @@ MAX_JWKS_BYTES = 1_000_000
 # JWK members that only a private key has: a file holding them leaks a secret and is refused.
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
 _ENTRY_KEYS = {"iss", "jwks", "jwks_url", "jku", "fhirServers", "comment"}
-
-
-def _shown(value: Any, limit: int = 120) -> str:
-    """Render a client-supplied value for a log reason: printable, bounded."""
-    text = value if isinstance(value, str) else repr(value)
-    if not text.isprintable():
-        text = repr(text)
-    return text if len(text) <= limit else text[:limit] + "..."
+# IANA HTTP authentication schemes other than Bearer, named in a rejection reason.
+_OTHER_SCHEMES = frozenset({"basic", "digest", "dpop", "hoba", "mutual", "negotiate", "ntlm",
+                            "vapid", "scram-sha-1", "scram-sha-256", "aws4-hmac-sha256"})
 
 
 def _norm_url(url: str) -> str:
@@ -440,7 +436,10 @@ def _bearer_token(authorization_header: str | None) -> str:
         raise ClientNotTrusted("no Authorization header")
     scheme, _, token = authorization_header.strip().partition(" ")
     if scheme.lower() != "bearer":
-        raise ClientNotTrusted(f"Authorization scheme {_shown(scheme, 20)} is not Bearer")
+        # Named only when it is a registered scheme: a bare token here is a secret, and no part
+        # of it goes to the log.
+        named = scheme if scheme.lower() in _OTHER_SCHEMES else "(not a known scheme)"
+        raise ClientNotTrusted(f"Authorization scheme {named} is not Bearer")
     token = token.strip()
     if not token:
         raise ClientNotTrusted("Authorization: Bearer carries no token")

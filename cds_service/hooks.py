@@ -5,6 +5,7 @@ No Flask here: the web layer hands in the parsed JSON body and gets cards back.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,12 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
 }
 # Context fields that may appear in prefetch tokens (never draftOrders or selections).
 TOKEN_FIELDS = frozenset({"userId", "patientId", "encounterId"})
+# hookInstance: CDS Hooks 2.0 says "a universally unique identifier (UUID) for this particular
+# hook call" (cds-hooks-2.0.md §3.1), and its best practice is to accept more than strict UUIDs
+# (§3.3). It is logged as the correlation id, so it must be a sane identifier: 1-128 characters,
+# letters, digits and . _ : - (a UUID in any case, urn:uuid:..., a ULID all fit). Anything else
+# (spaces, quotes, control characters, markup, megabytes) is refused with 400.
+HOOK_INSTANCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,10 @@ def parse_request(body: Any) -> HookRequest:
     """
     hook = peek_hook(body)
     hook_instance = _require_string(body, "hookInstance", "hookInstance")
+    if not HOOK_INSTANCE.fullmatch(hook_instance):
+        raise RequestInvalid(
+            "hookInstance must be an identifier such as a UUID: 1 to 128 letters, digits "
+            "and . _ : - (starting with a letter or digit)", where="hookInstance")
     context = body.get("context")
     if context is None:
         raise RequestInvalid("context is required", where="context")

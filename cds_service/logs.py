@@ -3,6 +3,11 @@
 Log records carry fields in ``record.fields`` (a dict). The JSON formatter writes them as keys;
 the text formatter as ``key=value``. Patient ids only ever appear as a keyed hash
 (:func:`pseudonym`), tokens and request bodies never.
+
+Every string field passes through :func:`log_event`, which bounds it (:data:`MAX_FIELD_CHARS`)
+and removes the ``user:password@`` of any URL in it, whoever logs it; the text formatter then
+escapes control characters, newlines included, so one event is always one line
+(:mod:`cds_service.safetext`). JSON lines are one line by construction (``json.dumps``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ import sys
 import time
 from typing import Any
 
+from .safetext import escape, without_credentials
+
 LOGGER_NAME = "cds_service"
+MAX_FIELD_CHARS = 256  # a client value longer than this is cut (hookInstance once made 4 MB lines)
+_LONG_FIELDS = {"traceback": 8000}  # our own stack frames, never client text
 
 
 def pseudonym(value: str | None, key: bytes) -> str | None:
@@ -49,10 +58,10 @@ class _JsonFormatter(logging.Formatter):
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", {})
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        line = f"{record.levelname.lower():7s} {record.getMessage()} {extra}".rstrip()
+        extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items())
+        line = f"{record.levelname.lower():7s} {escape(record.getMessage())} {extra}".rstrip()
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += " exception=" + escape(self.formatException(record.exc_info))
         return line
 
 
@@ -91,5 +100,17 @@ class _WithholdUrls(logging.Filter):
 
 
 def log_event(logger: logging.Logger, level: int, event: str, **fields: Any) -> None:
-    """Log ``event`` with structured ``fields``; callers pass only safe values."""
-    logger.log(level, event, extra={"fields": fields})
+    """Log ``event`` with structured ``fields``.
+
+    Callers pass no secrets and no raw patient ids; client strings are fine: each string is
+    bounded and stripped of URL credentials here.
+    """
+    safe = {name: _bounded(name, value) if isinstance(value, str) else value
+            for name, value in fields.items()}
+    logger.log(level, event, extra={"fields": safe})
+
+
+def _bounded(name: str, value: str) -> str:
+    limit = _LONG_FIELDS.get(name, MAX_FIELD_CHARS)
+    value = without_credentials(value)
+    return value if len(value) <= limit else f"{value[:limit]}…(+{len(value) - limit} chars)"

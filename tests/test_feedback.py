@@ -683,3 +683,56 @@ def test_issued_cards_without_feedback_are_reported() -> None:
         assert conn.execute(text("SELECT count(*) FROM feedback")).scalar() == 0
     assert [r.issued for r in store.report()] == [1]
     store.close()
+
+
+# Issue 13 item 5: reasons are client text; the report shows them as data.
+HOSTILE_DISPLAY = "Not relevant\ntma-bone-assessment  forged  999  999  0  100%  0  -\x1b[2J\u202e"
+
+
+@pytest.fixture
+def hostile_db(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/hostile.db"
+    store = FeedbackStore(url, background=False)
+    store.record_cards(SERVICE, [assessment_card("h-0")])
+    store.store_feedback(SERVICE, parsed(item(
+        card="h-0", outcome="overridden",
+        overrideReason={"reason": {"code": "nr\r\x07", "display": HOSTILE_DISPLAY}})))
+    store.close()
+    return url
+
+
+def test_command_text_escapes_client_strings(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str],
+                                             hostile_db: str) -> None:
+    assert run_report(monkeypatch, hostile_db) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 4  # title, header, one row, legend: no forged row
+    assert not any("forged" in line for line in lines[:2] + lines[3:])
+    assert all(c.isprintable() for c in out.replace("\n", ""))
+    assert ("Not relevant\\ntma-bone-assessment  forged  999  999  0  100%  0  -\\x1b[2J\\u202e"
+            " (1)") in lines[2]
+
+
+def test_command_text_bounds_a_long_reason(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/long.db"
+    store = FeedbackStore(url, background=False)
+    store.store_feedback(SERVICE, parsed(item(
+        card="z", outcome="overridden", overrideReason={"reason": {"code": "c",
+                                                                   "display": "r" * 5000}})))
+    store.close()
+    assert run_report(monkeypatch, url) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    assert row.endswith("r" * 80 + "…(+4920 chars) (1)")
+
+
+def test_command_json_stays_valid_ascii_with_client_strings(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        hostile_db: str) -> None:
+    assert run_report(monkeypatch, hostile_db, "--format", "json") == 0
+    out = capsys.readouterr().out
+    assert out.isascii() and "\x1b" not in out and "\r" not in out
+    body = json.loads(out)
+    assert body["rows"][0]["topOverrideReasons"] == [{"reason": HOSTILE_DISPLAY, "count": 1}]

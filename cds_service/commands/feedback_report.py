@@ -21,9 +21,11 @@ from ..cli import UsageError
 from ..config import load_settings
 from ..feedback.model import parse_timestamp
 from ..feedback.store import FeedbackStore, ReportRow
+from ..safetext import escape
 
 COLUMNS = ("service", "kind", "issued", "accepted", "overridden", "rate", "comments",
            "top override reasons")
+MAX_CELL = 80  # characters of one client string (a reason's display or code) in the text table
 
 
 def register(subparsers: Any) -> None:
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         body = {"since": since.isoformat().replace("+00:00", "Z") if since else None,
                 "rows": [row.as_dict() for row in rows]}
-        print(json.dumps(body, indent=2))  # noqa: T201
+        # ensure_ascii: control and non-ASCII characters are \u escapes, the output plain ASCII
+        print(json.dumps(body, indent=2, ensure_ascii=True))  # noqa: T201
     else:
         print(render_text(rows, since))  # noqa: T201
     return 0
@@ -90,11 +93,15 @@ def render_text(rows: Sequence[ReportRow], since: datetime | None) -> str:
     period = f"since {since:%Y-%m-%d %H:%M} UTC" if since else "all time"
     if not rows:
         return f"Feedback report ({period}): no cards issued and no feedback received."
+    # Reasons come from clients, and a database may hold anything: every string is data, shown
+    # escaped (no terminal sequences, no newline that would forge a row) and bounded.
     table = [COLUMNS] + [(
-        row.service_id, row.kind, str(row.issued), str(row.accepted), str(row.overridden),
+        escape(row.service_id, MAX_CELL), escape(row.kind, MAX_CELL), str(row.issued),
+        str(row.accepted), str(row.overridden),
         "-" if row.acceptance_rate is None else f"{row.acceptance_rate:.0%}",
         str(row.comments),
-        ", ".join(f"{reason} ({n})" for reason, n in row.top_override_reasons) or "-",
+        ", ".join(f"{escape(reason, MAX_CELL)} ({n})" for reason, n in row.top_override_reasons)
+        or "-",
     ) for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS) - 1)]
     numeric = range(2, 7)
