@@ -2,8 +2,8 @@
 
 Starts ``cds-service serve --workers 2`` (auth off, SQLite feedback store in a temporary folder,
 JSON logs to a file) and the floor app (:mod:`benchmarks.floor_app`) under the same gunicorn
-configuration (gthread, 2 workers x 4 threads), on free ports. Per case (TYPICAL, HEAVY; see
-:mod:`benchmarks.data`) and per server it measures:
+configuration (asgi worker, 2 workers x 4 app threads), on free ports. Per case (TYPICAL, HEAVY;
+see :mod:`benchmarks.data`) and per server it measures:
 
 - latency: p50 / p95 over sequential keep-alive requests after a warm-up (at least 40);
 - throughput: requests per second with 8 concurrent keep-alive clients for a fixed duration
@@ -650,8 +650,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         service_cmd = [str(cli), "serve"] if cli.exists() else [
             sys.executable, "-c", "import sys; from cds_service.cli import main; "
             "sys.exit(main())", "serve"]
-        floor = Server("floor", [sys.executable, "-m", "benchmarks.floor_app"], base_env,
-                       RESULTS / "floor.log")
+        # The server front reads bodies up to CDS_MAX_BODY_BYTES: the floor's the same.
+        floor = Server("floor", [sys.executable, "-m", "benchmarks.floor_app"],
+                       {**base_env, "CDS_MAX_BODY_BYTES": str(MAX_BODY)}, RESULTS / "floor.log")
         service = Server("service", service_cmd, service_env, RESULTS / "service.log")
         servers = [floor, service]
         try:
@@ -699,7 +700,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     results.update({
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "setup": {"gunicorn": f"gthread, {WORKERS} workers x {THREADS} threads",
+        "setup": {"gunicorn": f"asgi worker + a2wsgi threads, {WORKERS} workers x {THREADS} "
+                             "threads",
                   "load_generator": "wrk" if wrk else "python threads (requests.Session)",
                   "latency_client": "python requests.Session, one keep-alive connection",
                   "clients": CLIENTS,

@@ -568,7 +568,8 @@ class TokenVerifier:
                     f"kid {_shown(kid)} is not in the pinned JWKS of issuer {_shown(issuer.iss)}"
                 )
             return key
-        assert issuer.jwks_url is not None  # noqa: S101 (TrustStore guarantees one of the two)
+        if issuer.jwks_url is None:  # TrustStore guarantees one of the two; never an assert
+            raise ClientNotTrusted(f"issuer {_shown(issuer.iss)} has no keys")
         return self._remote[issuer.jwks_url].key(kid, issuer.iss)
 
     def _decode(self, token: str, key: _Key, alg: str, issuer: Issuer) -> dict[str, Any]:

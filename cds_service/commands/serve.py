@@ -1,4 +1,9 @@
-"""``cds-service serve``: gunicorn with threaded workers (``--dev``: Flask's reloader)."""
+"""``cds-service serve``: gunicorn, its asyncio worker in front of a thread pool per process
+(``--dev``: Flask's reloader).
+
+Each worker process reads whole requests on an event loop and runs the Flask app on them in
+``--threads`` threads (``web.asgi``), so a slow client holds a socket, never a thread.
+"""
 
 from __future__ import annotations
 
@@ -48,29 +53,47 @@ def worker_app() -> Any:
 
 def gunicorn_options(host: str, port: int, workers: int, threads: int,
                      timeout: int = 30) -> dict[str, Any]:
-    """The gunicorn configuration of ``serve`` (the benchmark's floor app uses the same)."""
+    """The gunicorn configuration of ``serve`` (the benchmark's floor app uses the same).
+
+    ``threads`` is not a gunicorn setting here: it sizes each worker's pool that runs the app
+    (:func:`serve_with_gunicorn`).
+    """
     return {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
+        "worker_class": "asgi",
+        "cds_threads": threads,
+        "asgi_lifespan": "off",  # nothing to start or stop per worker beyond the app itself
         "timeout": timeout,
         "graceful_timeout": 10,
         "keepalive": 5,
         "accesslog": None,
+        # gunicorn 27 opens a control socket ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl) that
+        # can reload or stop the server: nothing here uses it.
+        "control_socket_disable": True,
     }
 
 
 def serve_with_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:
-    """Run gunicorn in this process (it becomes the master) with ``factory()`` in each worker."""
+    """Run gunicorn in this process (it becomes the master) with ``factory()`` in each worker,
+    behind :class:`~cds_service.web.asgi.BufferedWsgi` (whole requests, then a thread)."""
     from gunicorn.app.base import BaseApplication
+
+    settings = dict(options)
+    threads = int(settings.pop("cds_threads", 4))
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key, value in options.items():
+            for key, value in settings.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return factory()
+            from ..config import load_settings
+            from ..web.asgi import BufferedWsgi
+
+            app = factory()
+            limit = getattr(app, "config", {}).get("MAX_CONTENT_LENGTH") \
+                or load_settings().max_body_bytes
+            return BufferedWsgi(app, threads=threads, max_body=int(limit))
 
     Server().run()

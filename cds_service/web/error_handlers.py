@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from typing import Any
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -23,20 +24,26 @@ STATUS = {
     errors.Unavailable: 503,
 }
 ISSUE_CODE = {400: "invalid", 401: "security", 404: "not-found", 405: "not-supported",
-              412: "incomplete", 413: "too-costly", 415: "structure", 500: "exception",
+              408: "timeout", 412: "incomplete", 413: "too-costly", 414: "too-long",
+              415: "structure", 429: "throttled", 431: "too-long", 500: "exception",
               503: "transient"}
 
 # A 401 never tells the caller why (cds-hooks best practices): the reason goes to the log.
 UNAUTHORIZED = "the request could not be authenticated"
 
 
-def operation_outcome(status: int, diagnostics: str, where: str | None = None) -> Response:
-    """Build the JSON response for a non-2xx status."""
-    issue = {"severity": "error", "code": ISSUE_CODE.get(status, "processing"),
-             "diagnostics": diagnostics}
+def outcome_document(status: int, diagnostics: str, where: str | None = None) -> dict[str, Any]:
+    """The OperationOutcome for a non-2xx status (also sent by the server front, ``web.asgi``)."""
+    issue: dict[str, Any] = {"severity": "error", "code": ISSUE_CODE.get(status, "processing"),
+                             "diagnostics": diagnostics}
     if where:
         issue["expression"] = [where]
-    response = jsonify({"resourceType": "OperationOutcome", "issue": [issue]})
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def operation_outcome(status: int, diagnostics: str, where: str | None = None) -> Response:
+    """Build the JSON response for a non-2xx status."""
+    response = jsonify(outcome_document(status, diagnostics, where))
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
