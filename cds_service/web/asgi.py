@@ -2,12 +2,18 @@
 
 ``cds-service serve`` runs gunicorn's asyncio worker (``worker_class="asgi"``). gunicorn parses
 each request's line and headers on the event loop; :class:`BufferedWsgi` then reads the whole
-body there too, and only a complete request is handed to the Flask app, in a thread pool
-(a2wsgi's ``WSGIMiddleware``). A client that sends its request a byte a second holds a socket
-and a few bytes of buffer, never a thread: the threads only ever wait for our own work (rules,
-FHIR fetches, the database). With gunicorn's threaded worker (gthread) every slow client held
-one of the 4 threads of a worker while it sent its header or body, and 20 of them left
-``/healthz`` unanswered (issue 13 item 7; ``tests/test_slow_clients.py``).
+body there too, and only a complete request is handed to the Flask app, in a thread pool of
+``--threads`` per worker (the WSGI environ is built by a2wsgi's ``build_environ``). A client
+that sends its request a byte a second holds a socket and a few bytes of buffer, never a thread:
+the threads only ever wait for our own work (rules, FHIR fetches, the database). With gunicorn's
+threaded worker (gthread) every slow client held one of the 4 threads of a worker while it sent
+its header or body, and 20 of them left ``/healthz`` unanswered (issue 13 item 7;
+``tests/test_slow_clients.py``).
+
+Large bodies take turns here, before they are read (the rule of ``web.body``: bodies over
+``LARGE_BODY`` or of unknown length while at most ``LARGE_IN_FLIGHT`` bytes of them are in the
+worker), so eight clients sending 5 MB at once do not all sit in memory; a waiting body stays in
+the client's socket. The app then skips its own turn (``TURN_TAKEN`` in the scope).
 
 Bounds, per request: the body is read up to the service's ``CDS_MAX_BODY_BYTES`` within
 :data:`BODY_SECONDS`; a longer chunked body gets 413, a late one 408 (OperationOutcome, and the
@@ -19,12 +25,15 @@ answers 413 from the header. gunicorn bounds the request line and headers (``lim
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import build_environ
 
+from .body import LARGE_BODY, LARGE_IN_FLIGHT, LARGE_WAIT, TURN_TAKEN
 from .error_handlers import outcome_document
 
 BODY_SECONDS = 30.0  # the whole body must arrive within this (a 5 MB body at ~170 kB/s)
@@ -45,16 +54,31 @@ class BufferedWsgi:
 
     def __init__(self, app: Any, *, threads: int, max_body: int,
                  body_seconds: float = BODY_SECONDS) -> None:
-        self._wsgi = WSGIMiddleware(app, workers=threads)
+        self._app = app
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cds-app")
         self._max_body = max_body
         self._body_seconds = body_seconds
+        self._turns = _Turns()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
         if scope["type"] != "http":
-            await self._wsgi(scope, receive, send)  # lifespan (websockets: closed)
             return
         declared = _content_length(scope)
         too_large = declared is not None and declared > self._max_body
+        if too_large or (declared is not None and declared <= LARGE_BODY):
+            await self._serve(scope, receive, send, declared, too_large)
+            return
+        size = min(declared or LARGE_IN_FLIGHT, LARGE_IN_FLIGHT)
+        await self._turns.acquire(size)
+        try:
+            await self._serve({**scope, TURN_TAKEN: True}, receive, send, declared, too_large)
+        finally:
+            await self._turns.release(size)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, declared: int | None,
+                     too_large: bool) -> None:
         if too_large:
             body = b""  # the app answers 413 from the header alone
         else:
@@ -75,17 +99,17 @@ class BufferedWsgi:
         headers = [(n, v) for n, v in scope.get("headers", ())
                    if n not in (b"content-length", b"transfer-encoding")]
         headers.append((b"content-length", str(declared if too_large else len(body)).encode()))
-        scope = {**scope, "headers": headers}
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self._wsgi(scope, replay, send)
+        environ = build_environ({**scope, "headers": headers}, io.BytesIO(body))  # type: ignore
+        # One hand-over to a thread and one back: the app's whole answer comes back at once
+        # (its responses are JSON documents built in memory), then goes out from here.
+        loop = asyncio.get_running_loop()
+        status, response_headers, chunks = await loop.run_in_executor(
+            self._pool, _run_wsgi, self._app, environ)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                                for name, value in response_headers]})
+        await send({"type": "http.response.body", "body": b"".join(chunks),
+                    "more_body": False})
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -100,6 +124,60 @@ class BufferedWsgi:
                 total += len(chunk)
             if not message.get("more_body", False) or total > self._max_body:
                 return b"".join(chunks)
+
+
+def _run_wsgi(app: Any, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]],
+                                                          list[bytes]]:
+    """Call a WSGI app (PEP 3333) in a worker thread; return status, headers and body chunks."""
+    started: list[Any] = []
+    chunks: list[bytes] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info is not None and started:
+            raise exc_info[1].with_traceback(exc_info[2])
+        started[:] = [int(status.split(" ", 1)[0]), headers]
+        return chunks.append
+
+    iterable = app(environ, start_response)
+    try:
+        chunks.extend(chunk for chunk in iterable if chunk)
+    finally:
+        close = getattr(iterable, "close", None)
+        if close is not None:
+            close()
+    return started[0], started[1], chunks
+
+
+class _Turns:
+    """Bytes of large bodies in this worker, on its event loop (``web.body``'s rule)."""
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._changed: asyncio.Condition | None = None
+
+    async def acquire(self, size: int) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LARGE_WAIT
+        async with self._changed:
+            while self._in_flight and self._in_flight + size > LARGE_IN_FLIGHT:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break  # waited long enough: go ahead anyway
+                try:
+                    await asyncio.wait_for(self._changed.wait(), left)
+                except TimeoutError:
+                    break
+            self._in_flight += size
+
+    async def release(self, size: int) -> None:
+        if self._changed is None:  # acquire always runs first
+            return
+        async with self._changed:
+            self._in_flight -= size
+            self._changed.notify_all()
 
 
 def _content_length(scope: Scope) -> int | None:

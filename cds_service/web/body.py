@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import orjson
-from flask import Flask, Request, current_app, g
+from flask import Flask, Request, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import PayloadTooLarge, RequestInvalid, UnsupportedMediaType
@@ -21,6 +21,8 @@ from ..errors import PayloadTooLarge, RequestInvalid, UnsupportedMediaType
 LARGE_BODY = 1_000_000
 LARGE_IN_FLIGHT = 8_000_000
 LARGE_WAIT = 10.0
+# Set in the ASGI scope by the server front (``web.asgi``) when it has already taken the turn.
+TURN_TAKEN = "cds.large_body_turn"
 
 
 class _LargeBodies:
@@ -61,6 +63,8 @@ def init_app(app: Flask) -> None:
 def _take_turn(length: int | None) -> None:
     if (length is not None and length <= LARGE_BODY) or g.get("cds_large_body") \
             or "cds_large_bodies" not in current_app.extensions:  # no turns without init_app
+        return
+    if request.environ.get("asgi.scope", {}).get(TURN_TAKEN):  # the front took it (a2wsgi)
         return
     size = min(length or LARGE_IN_FLIGHT, LARGE_IN_FLIGHT)
     _large.acquire(size)
