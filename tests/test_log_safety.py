@@ -8,12 +8,26 @@ as ``log_event``.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from cds_service.logs import LOGGER_NAME
 from cds_service.safetext import escape, without_credentials
 from tests.conftest import hook_body, make_app
+
+
+@pytest.fixture(autouse=True)
+def _service_logger_at_its_default() -> Iterator[None]:
+    """``cds-service replay`` (run by other tests in this process) quiets the service's logger
+    to ERROR; here the app must log as ``serve`` does, from INFO."""
+    logger = logging.getLogger(LOGGER_NAME)
+    saved = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield
+    logger.setLevel(saved)
 
 
 def service_lines(capfd: pytest.CaptureFixture[str]) -> list[str]:
