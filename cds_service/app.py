@@ -36,7 +36,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, clock: Any = Non
     database = Database(settings.database_url)  # one per process, shared by every store
     rt = Runtime(settings=settings, registry=registry,
                  verifier=build_verifier(settings, database),
-                 feedback=FeedbackStore(database), database=database, clock=clock)
+                 feedback=FeedbackStore(
+                     database, retention_days=settings.feedback_retention_days,
+                     rate_limit=settings.feedback_rate_limit), database=database, clock=clock)
     if not settings.auth_required:
         log_event(log, logging.WARNING, "auth.disabled",
                   note="CDS_AUTH_REQUIRED=false: any caller is trusted; local trial only")

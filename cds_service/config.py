@@ -35,6 +35,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     log_hash_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     fhir_page_cap: int = 20
+    feedback_retention_days: int = 365
+    feedback_rate_limit: int = 600  # feedback items per client per minute; 0 = no limit
     fhir_fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES  # all of one hook's FHIR requests
 
     @property
@@ -109,6 +111,13 @@ def load_settings(
         values["cors_origins"] = _urls(env["CDS_CORS_ORIGINS"])
     if env.get("CDS_LOG_HASH_KEY"):
         values["log_hash_key"] = env["CDS_LOG_HASH_KEY"].encode()
+    if env.get("CDS_FEEDBACK_RETENTION_DAYS"):
+        values["feedback_retention_days"] = _positive_number(
+            "CDS_FEEDBACK_RETENTION_DAYS", env["CDS_FEEDBACK_RETENTION_DAYS"], int)
+    if env.get("CDS_FEEDBACK_RATE_LIMIT"):
+        raw = env["CDS_FEEDBACK_RATE_LIMIT"]
+        values["feedback_rate_limit"] = 0 if raw.strip() == "0" else _positive_number(
+            "CDS_FEEDBACK_RATE_LIMIT", raw, int)
     settings = Settings(**values)
     if overrides:
         known = {f.name for f in fields(Settings)}

@@ -87,7 +87,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "cds_service.replay_cache",
 )
 
-SCHEMA_VERSION = 1  # bump together with a new @migration(N)
+SCHEMA_VERSION = 2  # bump together with a new @migration(N); 2: issued_cards.client
 _PG_LOCK_KEY = 0x0CD5F33D  # pg_advisory_xact_lock key that serialises schema set-up
 PURGE_INTERVAL = 60.0  # seconds between two purge rounds of one process
 

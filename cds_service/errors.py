@@ -44,6 +44,18 @@ class ClientNotTrusted(CdsError):
     """
 
 
+class Forbidden(CdsError):
+    """The caller is authenticated but may not do this (feedback on another client's card)."""
+
+
+class TooManyRequests(CdsError):
+    """The caller went over its rate limit; ``retry_after`` is in whole seconds."""
+
+    def __init__(self, message: str, *, retry_after: int, where: str | None = None) -> None:
+        super().__init__(message, where=where)
+        self.retry_after = retry_after
+
+
 class MissingData(CdsError):
     """Required FHIR data was neither prefetched nor fetchable (spec: 412)."""
 

@@ -21,10 +21,12 @@ class Client(Protocol):
     """An authenticated CDS client (see ``auth``): what it may ask us to call."""
 
     fhir_servers: tuple[str, ...]
+    iss: str
 
 
 class CardSink(Protocol):
-    def record_cards(self, service_id: str, cards: list[dict[str, Any]]) -> None: ...
+    def record_cards(self, service_id: str, cards: list[dict[str, Any]],
+                     client: str | None = None) -> None: ...
 
 
 @dataclass
@@ -64,5 +66,6 @@ class Runtime:
         )
         cards = service.handler(request, data, self.now())
         if self.feedback is not None and cards:
-            self.feedback.record_cards(service.id, cards)
+            self.feedback.record_cards(service.id, cards,
+                                       client=client.iss if client is not None else None)
         return cards

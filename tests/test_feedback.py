@@ -556,7 +556,7 @@ def test_http_unknown_card_is_stored_as_unknown(client: Any, store: FeedbackStor
 
 def test_http_database_down_is_503_and_retryable(client: Any, store: FeedbackStore,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*args: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
 
     monkeypatch.setattr(store, "store_feedback", broken)

@@ -25,6 +25,7 @@ from ..errors import RequestInvalid
 OUTCOMES = ("accepted", "overridden")
 MAX_ID = 256  # card and suggestion uuids, reason codes: they are indexed or grouped on
 MAX_TEXT = 10_000  # userComment, system, display
+MAX_ITEMS = 100  # items per request: an EHR reports card outcomes as they happen, a few at a time
 
 # RFC 3339 §5.6 date-time; "T"/"Z" may be lower case (§5.6 NOTE), seconds may be 60 (leap second).
 _RFC3339 = re.compile(
@@ -75,6 +76,9 @@ def parse_feedback(payload: Any) -> list[FeedbackItem]:
         raise RequestInvalid("feedback must be an array of feedback items", where="feedback")
     if not items:
         raise RequestInvalid("feedback must hold at least one item", where="feedback")
+    if len(items) > MAX_ITEMS:
+        raise RequestInvalid(f"feedback holds {len(items)} items; at most {MAX_ITEMS} per "
+                             "request", where="feedback")
     return [_parse_item(item, f"feedback[{i}]") for i, item in enumerate(items)]
 
 

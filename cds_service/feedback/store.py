@@ -24,6 +24,8 @@ Several processes may share one SQLite file: every write transaction starts with
 from __future__ import annotations
 
 import atexit
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -32,7 +34,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -56,9 +58,11 @@ from ..db import (  # noqa: F401 (schema names re-exported for the store's calle
     Database,
     UtcDateTime,
     metadata,
+    migration,
     normalise_url,
     schema_version,
 )
+from ..errors import Forbidden, TooManyRequests
 from ..logs import LOGGER_NAME, log_event
 from .model import FeedbackItem
 
@@ -77,6 +81,7 @@ issued_cards = Table(
     Column("indicator", String),
     Column("suggestion_uuids", Text, nullable=False),  # comma-joined
     Column("issued_at", UtcDateTime, nullable=False),
+    Column("client", String),  # client_tag() of the JWT iss the card went to; NULL: auth off
     Index("ix_issued_cards_issued_at", "issued_at"),
 )
 
@@ -99,6 +104,33 @@ feedback = Table(
     UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_outcome"),
     Index("ix_feedback_outcome_timestamp", "outcome_timestamp"),
 )
+
+# Feedback items per client per fixed minute, counted where every instance sees them (this
+# database): one row per (client, minute), incremented atomically (INSERT ... ON CONFLICT DO
+# UPDATE ... RETURNING, SQLite >= 3.35 and PostgreSQL). Rows older than an hour are purged.
+feedback_rate = Table(
+    "feedback_rate", metadata,
+    Column("client", String, primary_key=True),
+    Column("window_start", BigInteger, primary_key=True, autoincrement=False),  # epoch seconds
+    Column("item_count", Integer, nullable=False),
+)
+RATE_WINDOW = 60  # seconds
+
+
+@migration(2)
+def _issued_cards_client(conn: Connection) -> None:
+    """Version 2: ``issued_cards.client``, so feedback is bound to the client that got the card
+    (cards issued before it have NULL, the value of an unauthenticated client)."""
+    conn.exec_driver_sql("ALTER TABLE issued_cards ADD COLUMN client VARCHAR")
+
+
+def client_tag(iss: str | None) -> str | None:
+    """What is stored for a client: a SHA-256 prefix of its JWT ``iss`` (``None`` when auth is
+    off). Issuer URLs are not secret; the tag keeps the column short and fixed in size."""
+    if iss is None:
+        return None
+    return hashlib.sha256(iss.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
 
 @dataclass(frozen=True)
 class StoreResult:
@@ -145,12 +177,17 @@ class FeedbackStore:
     :param background: write issued cards from a background thread; default: yes, except for
         in-memory SQLite.
     :param clock: returns "now" as an aware datetime (tests); default the real clock.
+    :param retention_days: issued cards and feedback older than this (by the time they were
+        issued or received) are purged (``CDS_FEEDBACK_RETENTION_DAYS``).
+    :param rate_limit: feedback items one authenticated client may send per minute, counted
+        across every instance on this database (``CDS_FEEDBACK_RATE_LIMIT``); 0: no limit.
     :raises ConfigError: the URL is not one this store can use.
     :raises StartupError: the database's schema is newer than this code.
     """
 
     def __init__(self, database: Database | str, *, background: bool | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, retention_days: int = 365,
+                 rate_limit: int = 0) -> None:
         self._owns_db = not isinstance(database, Database)
         self.db = Database(database) if isinstance(database, str) else database
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -158,6 +195,15 @@ class FeedbackStore:
         if background is None:
             background = not self.db.in_memory
         self._writer = _CardWriter(self._write_cards) if background else None
+        self._rate_limit = rate_limit
+        keep = timedelta(days=retention_days)
+        # Purges run now and then after writes, on every instance (db.maybe_purge): a DELETE of
+        # rows past the cutoff is the same whoever runs it.
+        self.db.add_purge("issued-cards", issued_cards.c.issued_at,
+                          cutoff=lambda: self._clock() - keep)
+        self.db.add_purge("feedback", feedback.c.received_at, cutoff=lambda: self._clock() - keep)
+        self.db.add_purge("feedback-rate", feedback_rate.c.window_start,
+                          cutoff=lambda: int(self._clock().timestamp()) - 3600)
         _OPEN_STORES.add(self)
 
     @property
@@ -170,11 +216,15 @@ class FeedbackStore:
 
     # ----- the hook path ----------------------------------------------------------------------
 
-    def record_cards(self, service_id: str, cards: Sequence[dict[str, Any]]) -> None:
-        """Remember the cards a hook call returned. Never raises: the hook answer comes first."""
+    def record_cards(self, service_id: str, cards: Sequence[dict[str, Any]],
+                     client: str | None = None) -> None:
+        """Remember the cards a hook call returned to ``client`` (its JWT ``iss``; ``None`` when
+        auth is off). Never raises: the hook answer comes first."""
         try:
             now = self._clock()
-            rows = [row for card in cards if (row := card_row(service_id, card, now))]
+            tag = client_tag(client)
+            rows = [{**row, "client": tag} for card in cards
+                    if (row := card_row(service_id, card, now))]
             if not rows:
                 return
             if self._writer is not None:
@@ -191,11 +241,18 @@ class FeedbackStore:
 
     # ----- the feedback endpoint --------------------------------------------------------------
 
-    def store_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> StoreResult:
-        """Store feedback items in one transaction; return after it is committed.
+    def store_feedback(self, service_id: str, items: Sequence[FeedbackItem],
+                       client: str | None = None) -> StoreResult:
+        """Store feedback items from ``client`` (its JWT ``iss``) in one transaction; return
+        after it is committed.
 
+        :raises TooManyRequests: the client is over its rate limit (nothing stored).
+        :raises Forbidden: an item's card was issued to another client (nothing stored).
         :raises sqlalchemy.exc.DBAPIError: the database could not be written (nothing stored).
         """
+        tag = client_tag(client)
+        if self._rate_limit and tag is not None:
+            self._count(tag, len(items))
         received = self._clock()
         # RETURNING tells new rows from duplicates the same way on every backend (rowcount
         # does not: SQLAlchemy's implicit RETURNING hides it on psycopg).
@@ -205,11 +262,34 @@ class FeedbackStore:
         stored = 0
         with self.db.begin() as conn:
             issued = _issued_among(conn, {item.card for item in items})
+            for index, item in enumerate(items):
+                if item.card in issued and issued[item.card] != tag:
+                    raise Forbidden(f"card {item.card!r} was not issued to this client",
+                                    where=f"feedback[{index}].card")
             for item in items:
                 row = _feedback_row(service_id, item, received, item.card in issued)
                 stored += len(conn.execute(stmt, row).all())
         unknown = sum(1 for item in items if item.card not in issued)
+        self.db.maybe_purge()
         return StoreResult(stored=stored, duplicates=len(items) - stored, unknown=unknown)
+
+    def _count(self, tag: str, items: int) -> None:
+        """Add ``items`` to the client's count for this minute; raise when over the limit."""
+        now = self._clock().timestamp()
+        window = int(now) // RATE_WINDOW * RATE_WINDOW
+        stmt = self.db.insert(feedback_rate).values(
+            client=tag, window_start=window, item_count=items,
+        ).on_conflict_do_update(
+            index_elements=["client", "window_start"],
+            set_={"item_count": feedback_rate.c.item_count + items},
+        ).returning(feedback_rate.c.item_count)
+        with self.db.begin() as conn:
+            total = conn.execute(stmt).scalar_one()
+        if total > self._rate_limit:
+            retry = max(1, int(window + RATE_WINDOW - now + 0.999))
+            raise TooManyRequests(
+                f"more than {self._rate_limit} feedback items this minute from this client; "
+                f"retry in {retry} s", retry_after=retry, where="feedback")
 
     # ----- the report -------------------------------------------------------------------------
 
@@ -307,14 +387,15 @@ def card_row(service_id: str, card: Any, now: datetime) -> dict[str, Any] | None
 # ===== Implementation details ===================================================================
 
 
-def _issued_among(conn: Connection, uuids: Iterable[str]) -> set[str]:
+def _issued_among(conn: Connection, uuids: Iterable[str]) -> dict[str, str | None]:
+    """The issued cards among ``uuids``: uuid -> the client tag it was issued to."""
     wanted = sorted(set(uuids))
-    found: set[str] = set()
+    found: dict[str, str | None] = {}
     for start in range(0, len(wanted), _IN_CHUNK):
         chunk = wanted[start:start + _IN_CHUNK]
-        found.update(conn.execute(
-            select(issued_cards.c.uuid).where(issued_cards.c.uuid.in_(chunk))
-        ).scalars())
+        rows = conn.execute(select(issued_cards.c.uuid, issued_cards.c.client)
+                            .where(issued_cards.c.uuid.in_(chunk)))
+        found.update((uuid, client) for uuid, client in rows)
     return found
 
 
@@ -471,8 +552,6 @@ _OPEN_STORES: weakref.WeakSet[FeedbackStore] = weakref.WeakSet()
 @atexit.register
 def _close_open_stores() -> None:
     for store in list(_OPEN_STORES):
-        try:
+        with contextlib.suppress(Exception):  # exiting anyway; nothing left to tell
             store.close()
-        except Exception:  # noqa: S110 - exiting anyway; nothing left to tell
-            pass
 

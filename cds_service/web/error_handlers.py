@@ -17,14 +17,17 @@ log = logging.getLogger(LOGGER_NAME)
 STATUS = {
     errors.RequestInvalid: 400,
     errors.ClientNotTrusted: 401,
+    errors.Forbidden: 403,
     errors.UnknownService: 404,
     errors.MissingData: 412,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
+    errors.TooManyRequests: 429,
     errors.Unavailable: 503,
 }
-ISSUE_CODE = {400: "invalid", 401: "security", 404: "not-found", 405: "not-supported",
-              408: "timeout", 412: "incomplete", 413: "too-costly", 414: "too-long",
+ISSUE_CODE = {400: "invalid", 401: "security", 403: "forbidden", 404: "not-found",
+              405: "not-supported", 408: "timeout", 412: "incomplete", 413: "too-costly",
+              414: "too-long",
               415: "structure", 429: "throttled", 431: "too-long", 500: "exception",
               503: "transient"}
 
@@ -67,6 +70,10 @@ def init_app(app: Flask) -> None:
         if status == 401:
             log_event(log, logging.WARNING, "auth.rejected", reason=error.message)
             return operation_outcome(401, UNAUTHORIZED)
+        if status == 429:
+            response = operation_outcome(429, error.message, error.where)
+            response.headers["Retry-After"] = str(error.retry_after)  # type: ignore[attr-defined]
+            return response
         if status == 503:
             response = operation_outcome(503, error.message)
             response.headers["Retry-After"] = "5"

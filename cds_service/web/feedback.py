@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import Unavailable
@@ -24,7 +24,9 @@ def post_feedback(service_id: str) -> Response:
     """Store the feedback items, all or none; 200 only once they are committed.
 
     :raise 400: the body or an item is invalid (the OperationOutcome names the field).
+    :raise 403: a card was issued to another client (another JWT ``iss``).
     :raise 404: no service with that id.
+    :raise 429: the client sent more than ``CDS_FEEDBACK_RATE_LIMIT`` items this minute.
     :raise 503: the database could not be written; nothing was stored, the client may retry.
     """
     rt = runtime()
@@ -33,7 +35,9 @@ def post_feedback(service_id: str) -> Response:
     items = parse_feedback(read_json_body(request, rt.settings.max_body_bytes))
     fields: dict[str, Any] = {"service": service_id, "items": len(items)}
     try:
-        result = rt.feedback.store_feedback(service_id, items)
+        client = g.get("cds_client")
+        result = rt.feedback.store_feedback(service_id, items,
+                                            client=client.iss if client is not None else None)
     except DBAPIError as exc:
         log_event(log, logging.ERROR, "feedback.not_stored", **fields,
                   error=type(exc.orig or exc).__name__)
