@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from .errors import StartupError
 
 # Modules under cds_service.commands; each provides register(subparsers).
-COMMANDS = ("serve", "replay", "feedback_report", "dev_token", "timeline")
+COMMANDS = ("serve", "replay", "feedback_report", "dev_token", "timeline", "rxnorm_import")
 
 
 class UsageError(Exception):

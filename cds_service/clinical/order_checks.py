@@ -174,6 +174,8 @@ def _draft_gate_failures(a: Assessment, drafts: DraftOrders, nsaid: DraftOrder) 
             continue
         if any(other.is_a(mappings, concept) for concept in NSAID_MEDICATION_GATES):
             out.append(other.label)
+        elif not other.identified:  # never assumed safe (clinical-rules.md §2 "Medications")
+            out.append(f"{other.ref} ({other.label}) could not be identified")
     return out
 
 
@@ -214,9 +216,11 @@ def o_nsaid(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> l
         else:
             lines.append("The draft order has no id, so no removal can be offered.")
         name = mappings.label("indomethacin") if order.is_a(mappings, "indomethacin") else "NSAID"
+        unread = [f"{o.ref} ({o.label}): the drug could not be identified, so it is not assumed "
+                  "safe" for o in drafts.unidentified if o is not order]
         cards.append(_card("O-NSAID", plain(f"{name} not advised: " + "; ".join(failures), 200),
                            "warning",
-                           lines, a, drafts.notes, suggestions))
+                           lines, a, [*drafts.notes, *unread], suggestions))
     return cards
 
 
