@@ -307,3 +307,10 @@ def test_an_overlong_text_is_read_in_part_and_noted():
     assert READER.read_report(got.texts)[OM] == P
     assert got.unread == ["conclusion: longer than 100,000 characters, only the first part was "
                           "read"]
+
+
+@pytest.mark.parametrize("text", ("Increased 18F-FDG uptake in the cuboid.",
+                                  "18F-FDG avid focus at the stump.",
+                                  "Hypermetabolic focus in the first metatarsal stump."))
+def test_pet_wordings(text):
+    assert read(text)["pet-positive"] == P
