@@ -39,7 +39,7 @@ def make_order_hook(mappings: MappingTable, hook: str):  # type: ignore[no-untyp
         drafts = read_draft_orders(request.context, hook, mappings, request.patient_id)
         if not drafts.checked:
             return []
-        record = Record(data.all(), mappings, now, request.patient_id)
+        record = Record(data.all(), mappings, now, request.patient_id, data.fetch_attachment)
         if record.amputation is None:
             return []
         assessment = assess(gather(record))

@@ -14,6 +14,7 @@ from .clinical.facts import Facts, gather
 from .clinical.medications import classifier_for
 from .clinical.patient_view import patient_view_cards
 from .clinical.record import Record
+from .clinical.reportformats import Fetch
 from .clinical.rules import Assessment, assess, is_relevant
 from .clinical.vocabulary import DISCLAIMER
 from .config import Settings
@@ -78,10 +79,12 @@ class Evaluation:
 
 
 def evaluate(resources: Iterable[dict[str, Any]], mappings: MappingTable, now: datetime,
-             patient_id: str, unavailable: Mapping[str, str]) -> Evaluation:
+             patient_id: str, unavailable: Mapping[str, str],
+             fetch_attachment: Fetch | None = None) -> Evaluation:
     """Read the record, assess it and build the patient-view cards (one path for the hook and
-    the evidence-timeline app, so the two never disagree)."""
-    record = Record(resources, mappings, now, patient_id)
+    the evidence-timeline app, so the two never disagree). ``fetch_attachment`` reads report
+    attachments given by url from the request's FHIR server (None: they are noted as unread)."""
+    record = Record(resources, mappings, now, patient_id, fetch_attachment)
     facts = gather(record)
     if not is_relevant(facts):
         return Evaluation(record, facts, None, [], dict(unavailable))
@@ -92,7 +95,8 @@ def evaluate(resources: Iterable[dict[str, Any]], mappings: MappingTable, now: d
 
 def make_patient_view(mappings: MappingTable):  # type: ignore[no-untyped-def]
     def handle(request: HookRequest, data: ResolvedData, now: datetime) -> list[dict[str, Any]]:
-        result = evaluate(data.all(), mappings, now, request.patient_id, unavailable_data(data))
+        result = evaluate(data.all(), mappings, now, request.patient_id, unavailable_data(data),
+                          data.fetch_attachment)
         return render_response(result.cards, DISCLAIMER)
 
     return handle

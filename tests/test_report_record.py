@@ -249,3 +249,32 @@ def test_a_hook_call_logs_no_report_text_sentence_or_token(capfd, caplog):  # ty
     assert "hook.call" in logged  # the capture worked
     for token in (word.lower(), "periosteal", "osteomyelitis", "cortical", "lytic"):
         assert token not in logged
+
+
+# ------------------------------------------------------------------ attachments by url (e2e)
+def test_a_report_attachment_by_url_is_read_from_the_same_server_only(httpserver):  # type: ignore[no-untyped-def]
+    from cds_service.replay import build_request
+    from tests.conftest import make_app
+
+    httpserver.expect_request("/fhir/Binary/xr1").respond_with_data(
+        "IMPRESSION: Osteomyelitis of the second metatarsal stump.",
+        content_type="text/plain; charset=utf-8")
+    base = httpserver.url_for("/fhir")
+    record = with_wound()
+    record.finding("probe-to-bone", "Probe-to-bone", True, 2)
+    record.report_forms(XR, 5, [{"contentType": "text/plain", "url": "Binary/xr1"}], side="left")
+    record.report_forms(XR, 6, [{"contentType": "text/plain",
+                                 "url": "http://127.0.0.9:1/fhir/Binary/elsewhere"}],
+                        side="left")
+    client = make_app(fhir_server_allowlist=(base,)).test_client()
+    body = build_request(client.get("/cds-services").get_json(), "tma-bone-assessment",
+                         "patient-view", record.resources, record.pid)
+    body["fhirServer"] = base
+    body["fhirAuthorization"] = {"access_token": "t0ken", "token_type": "Bearer",
+                                 "expires_in": 300, "scope": "patient/*.read", "subject": "cds"}
+    response = client.post("/cds-services/tma-bone-assessment", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    card = response.get_json()["cards"][0]
+    assert card["extension"]["tma-bone-assessment"]["osteomyelitis"] == "probable"  # OM-2
+    assert [r.path for r, _ in httpserver.log] == ["/fhir/Binary/xr1"]  # never the other host
+    assert "attachment given by url could not be fetched" in card["detail"]
