@@ -36,7 +36,7 @@ THREADS = 8
 PER_THREAD = 100
 SHARED = 20
 REASONS = ("not-relevant", "already-done", "patient-declined")
-DEADLINE = 60.0  # seconds for the whole test
+DEADLINE = 180.0  # seconds: a bound that stops a stuck run, not a speed target (make bench)
 TIMEOUT = 10.0   # seconds per request
 
 
@@ -179,7 +179,6 @@ def test_two_workers_store_every_post_exactly_once(server: Server, tmp_path: Pat
         th.start()
     for th in threads:
         th.join(DEADLINE)
-    posted_in = time.monotonic() - started
     assert failures == [], failures[:5]
     posts = THREADS * (PER_THREAD + PER_THREAD // 10 + PER_THREAD // 5)
     assert statuses == {200: posts}, (statuses, server.log_tail())
@@ -215,7 +214,6 @@ def test_two_workers_store_every_post_exactly_once(server: Server, tmp_path: Pat
     assert row["acceptanceRate"] == pytest.approx(
         want["accepted"] / (want["accepted"] + want["overridden"]))
     assert {r["reason"]: r["count"] for r in row["topOverrideReasons"]} == dict(want["reasons"])
-    assert time.monotonic() - started < DEADLINE, f"posting alone took {posted_in:.1f} s"
 
 
 def test_issued_cards_survive_a_normal_stop_and_join_feedback(server: Server) -> None:
