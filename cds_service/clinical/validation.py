@@ -47,9 +47,9 @@ def warm_up() -> None:
         _model(name)
 
 
-def _problem(resource: dict[str, Any]) -> str | None:
+def _problem(resource: dict[str, Any], model: str | None = None) -> str | None:
     try:
-        _model(str(resource.get("resourceType"))).model_validate(resource)
+        _model(model or str(resource.get("resourceType"))).model_validate(resource)
     except (KeyError, LookupError):
         return f"unknown resource type {resource.get('resourceType')!r}"
     except ValueError as exc:  # pydantic.ValidationError is a ValueError
@@ -102,6 +102,14 @@ def problem(resource: dict[str, Any]) -> str | None:
         if len(_verdicts) > CACHE_SIZE:
             _verdicts.popitem(last=False)
     return why
+
+
+def reference_problem(reference: Any) -> str | None:
+    """Why ``{"reference": reference}`` is not a valid R4 Reference, or None (not remembered).
+
+    Validating a Reference alone checks its ``reference`` string exactly as validating the
+    resource that holds it does; it costs a few µs instead of ~100 µs for the resource."""
+    return _problem({"reference": reference}, "Reference")
 
 
 def clear_cache() -> None:
