@@ -95,6 +95,7 @@ class CardSpec:
     selection: str = "any"
     override_reasons: Sequence[tuple[str, str]] = ()  # (code, display)
     assessment: dict[str, Any] | None = None
+    links: Sequence[tuple[str, str, str]] = ()  # (label, absolute url, type "absolute"|"smart")
 
 
 def shorten(text: str, limit: int = SUMMARY_MAX) -> str:
@@ -119,6 +120,9 @@ def render(spec: CardSpec) -> dict[str, Any]:
     if spec.suggestions:
         card["suggestions"] = [s.render() for s in spec.suggestions]
         card["selectionBehavior"] = spec.selection
+    if spec.links:
+        card["links"] = [{"label": label, "url": url, "type": kind}
+                         for label, url, kind in spec.links]
     if spec.override_reasons:
         card["overrideReasons"] = [{"code": c, "system": OVERRIDE_SYSTEM, "display": d}
                                    for c, d in spec.override_reasons]

@@ -38,6 +38,8 @@ class Settings:
     feedback_retention_days: int = 365
     feedback_rate_limit: int = 600  # feedback items per client per minute; 0 = no limit
     fhir_fetch_max_bytes: int = DEFAULT_FETCH_MAX_BYTES  # all of one hook's FHIR requests
+    smart_client_id: str | None = None  # the evidence-timeline app's client id at the EHR
+    smart_client_secret: str | None = field(default=None, repr=False)
 
     @property
     def hook_budget(self) -> float:
@@ -118,6 +120,10 @@ def load_settings(
         raw = env["CDS_FEEDBACK_RATE_LIMIT"]
         values["feedback_rate_limit"] = 0 if raw.strip() == "0" else _positive_number(
             "CDS_FEEDBACK_RATE_LIMIT", raw, int)
+    if env.get("CDS_SMART_CLIENT_ID"):
+        values["smart_client_id"] = env["CDS_SMART_CLIENT_ID"].strip()
+    if env.get("CDS_SMART_CLIENT_SECRET"):
+        values["smart_client_secret"] = env["CDS_SMART_CLIENT_SECRET"]
     settings = Settings(**values)
     if overrides:
         known = {f.name for f in fields(Settings)}
@@ -126,6 +132,9 @@ def load_settings(
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         settings = replace(settings, **dict(overrides))
     _check_fhir_servers(settings.fhir_server_allowlist)
+    if settings.smart_client_id and not settings.public_url:
+        raise ConfigError("CDS_SMART_CLIENT_ID needs CDS_PUBLIC_URL: the app's redirect URI and "
+                          "the card's link to it are absolute URLs under it")
     return settings
 
 

@@ -85,6 +85,7 @@ log = logging.getLogger(LOGGER_NAME)
 TABLE_MODULES: tuple[str, ...] = (
     "cds_service.feedback.store",
     "cds_service.replay_cache",
+    "cds_service.smart.sessions",
 )
 
 SCHEMA_VERSION = 2  # bump together with a new @migration(N); 2: issued_cards.client

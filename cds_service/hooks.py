@@ -78,13 +78,18 @@ class HookService:
 class Registry:
     """Services by (id, hook); the discovery document is this registry rendered as JSON."""
 
-    def __init__(self, services: Sequence[HookService]) -> None:
+    def __init__(self, services: Sequence[HookService], mappings: Any = None) -> None:
         self._services = {(s.id, s.hook): s for s in services}
+        self.mappings = mappings  # the MappingTable the services read records with
         if len(self._services) != len(services):
             raise ValueError("two services share an (id, hook) pair")
 
     def discovery(self) -> dict[str, Any]:
         return {"services": [s.discovery_entry() for s in self._services.values()]}
+
+    def service(self, service_id: str, hook: str) -> HookService:
+        """The service for (id, hook), which the caller knows exists (KeyError otherwise)."""
+        return self._services[(service_id, hook)]
 
     def has_service(self, service_id: str) -> bool:
         return any(sid == service_id for sid, _ in self._services)

@@ -13,7 +13,7 @@ import requests
 
 from .config import Settings
 from .fhir.client import make_session
-from .fhir.prefetch import resolve
+from .fhir.prefetch import ResolvedData, resolve
 from .hooks import HookRequest, HookService, Registry
 
 
@@ -50,20 +50,35 @@ class Runtime:
             return ()
         return self.settings.fhir_server_allowlist
 
-    def answer(
-        self, service: HookService, request: HookRequest, client: Client | None = None
-    ) -> list[dict[str, Any]]:
-        """Run one hook call and return its cards."""
-        data = resolve(
+    def app_servers(self) -> tuple[str, ...]:
+        """FHIR servers the SMART app may be launched from (``iss``): with authentication on,
+        every trusted issuer's ``fhirServers``; off, ``CDS_FHIR_SERVER_ALLOWLIST``."""
+        if self.verifier is not None:
+            return tuple(s for issuer in self.verifier.trust for s in issuer.fhir_servers)
+        if self.settings.auth_required:
+            return ()
+        return self.settings.fhir_server_allowlist
+
+    def data_for(self, service: HookService, request: HookRequest,
+                 allowed_servers: tuple[str, ...]) -> ResolvedData:
+        """The service's data: the prefetch, and what is missing fetched from an allowed server
+        (timeouts, budget, paging). :raises MissingData: required data could not be had."""
+        return resolve(
             service.prefetch,
             service.required_prefetch,
             request,
             session=self.session,
-            allowed_servers=self.allowed_servers(client),
+            allowed_servers=allowed_servers,
             timeout=self.settings.fhir_timeout,
             page_cap=self.settings.fhir_page_cap,
             fetch_max_bytes=self.settings.fhir_fetch_max_bytes,
         )
+
+    def answer(
+        self, service: HookService, request: HookRequest, client: Client | None = None
+    ) -> list[dict[str, Any]]:
+        """Run one hook call and return its cards."""
+        data = self.data_for(service, request, self.allowed_servers(client))
         cards = service.handler(request, data, self.now())
         if self.feedback is not None and cards:
             self.feedback.record_cards(service.id, cards,

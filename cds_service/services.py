@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -93,13 +93,29 @@ def evaluate(resources: Iterable[dict[str, Any]], mappings: MappingTable, now: d
     return Evaluation(record, facts, assessment, specs, dict(unavailable))
 
 
-def make_patient_view(mappings: MappingTable):  # type: ignore[no-untyped-def]
+APP_LINK_LABEL = "Evidence timeline (labs, imaging, cultures, antibiotics since the amputation)"
+
+
+def make_patient_view(mappings: MappingTable, app_launch_url: str | None = None):  # type: ignore[no-untyped-def]
+    """The patient-view handler; with ``app_launch_url`` the assessment card links the SMART
+    evidence-timeline app (CDS Hooks ``links[]``, type ``smart``; product-contract.md)."""
+    link = ((APP_LINK_LABEL, app_launch_url, "smart"),) if app_launch_url else ()
+
     def handle(request: HookRequest, data: ResolvedData, now: datetime) -> list[dict[str, Any]]:
         result = evaluate(data.all(), mappings, now, request.patient_id, unavailable_data(data),
                           data.fetch_attachment)
-        return render_response(result.cards, DISCLAIMER)
+        specs = [replace(s, links=link) if s.kind == "assessment" and link else s
+                 for s in result.cards]
+        return render_response(specs, DISCLAIMER)
 
     return handle
+
+
+def app_launch_url(settings: Settings) -> str | None:
+    """Where the EHR launches the evidence-timeline app, when it is registered."""
+    if not settings.smart_client_id or not settings.public_url:
+        return None
+    return f"{settings.public_url}/app/launch"
 
 
 def build_registry(settings: Settings) -> Registry:
@@ -120,7 +136,7 @@ def build_registry(settings: Settings) -> Registry:
             "advice. Stays silent for unrelated charts.",
             prefetch=templates,
             required_prefetch=REQUIRED,
-            handler=make_patient_view(mappings),
+            handler=make_patient_view(mappings, app_launch_url(settings)),
             usage_requirements="Needs the patient's Conditions, Procedures, Observations and "
             "DiagnosticReports (prefetched or readable through fhirServer).",
         ),
@@ -128,4 +144,4 @@ def build_registry(settings: Settings) -> Registry:
     from .order_services import order_services  # the order hooks (clinical-rules.md §10)
 
     services += order_services(mappings, templates, REQUIRED)
-    return Registry(services)
+    return Registry(services, mappings)

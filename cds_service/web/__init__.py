@@ -35,5 +35,10 @@ def init_app(app: Flask, rt: Runtime) -> None:
     guards.init_app(app)
     app.register_blueprint(routes.bp)
     app.register_blueprint(feedback.bp)
+    if rt.settings.smart_client_id:
+        from ..smart.flow import SmartApp  # Authlib is imported only when the app is on
+        from . import smart_app
+
+        smart_app.init_app(app, SmartApp(rt))
     error_handlers.init_app(app)
     body.init_app(app)

@@ -6,11 +6,12 @@ import logging
 import traceback
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .. import errors
 from ..logs import LOGGER_NAME, log_event
+from ..smart.problem import UNEXPECTED, AppProblem
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -64,6 +65,11 @@ def status_for(error: errors.CdsError) -> int:
 def init_app(app: Flask) -> None:
     """Register the handlers."""
 
+    @app.errorhandler(AppProblem)
+    def _app_problem(problem: AppProblem) -> Response:
+        # The SMART app's pages: a short HTML page with the problem's own status.
+        return Response(problem.page(), status=problem.status, mimetype="text/html")
+
     @app.errorhandler(errors.CdsError)
     def _cds_error(error: errors.CdsError) -> Response:
         status = status_for(error)
@@ -98,4 +104,6 @@ def init_app(app: Flask) -> None:
         frames = "".join(traceback.format_tb(error.__traceback__))
         log_event(log, logging.ERROR, "request.failed", error=type(error).__name__,
                   traceback=frames)
+        if request.path.startswith("/app/"):  # the SMART app's browser pages
+            return _app_problem(UNEXPECTED)
         return operation_outcome(500, "internal error; the service log has the details")

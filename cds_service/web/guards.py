@@ -27,9 +27,10 @@ def needs_token(method: str, path: str) -> bool:
     - ``needs_token("POST", "/cds-services/tma-bone-assessment/feedback")`` -> ``True``
     - ``needs_token("GET", "/cds-services")`` -> ``False``
     - ``needs_token("OPTIONS", "/cds-services/tma-bone-assessment")`` -> ``False``
+    - ``needs_token("GET", "/app/launch")`` -> ``False`` (SMART app: the EHR authorises it)
     """
-    if method == "OPTIONS":
-        return False
+    if method == "OPTIONS" or path == "/app" or path.startswith("/app/"):
+        return False  # preflight; the SMART app's browser routes (they authorise via the EHR)
     return not (method in ("GET", "HEAD") and (path.rstrip("/") or "/") in OPEN_PATHS)
 
 
