@@ -27,7 +27,7 @@ from benchmarks.data import PATIENT_ID as TYPICAL_PATIENT
 from benchmarks.data import typical_resources
 from cds_service.app import create_app
 from tests.integration.test_real_fhir_server import Record, namespaced, transaction
-from tests.support.browser import browser, open_page  # noqa: F401 (fixture)
+from tests.support.browser import open_page
 from tests.support.smart_server import SmartServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -295,7 +295,7 @@ CASES = {  # record -> (points per series, event markers, tier lines), from fixt
 }
 
 
-def test_whole_launch_in_chromium(env: Any, records: dict[str, str], browser: Any):  # noqa: F811
+def test_whole_launch_in_chromium(env: Any, records: dict[str, str], browser: Any):
     service, smart, _ = env
     SHOTS.mkdir(parents=True, exist_ok=True)
     timings = {}
