@@ -212,3 +212,35 @@ def test_t_scan_ho_prominence_in_90_days(days, suggested):
     result = assessed(record)
     assert "ho-ulcer-coexistence" not in result.flags
     assert bool(t_scan_ho(result, "p1")) is suggested
+
+
+# --- OM-5 and OM-2 edges (om_rules.py survivors of make mutants) -------------------------------
+
+@pytest.mark.parametrize(("days", "fires"), ((90, True), (90 + HOUR, False)))
+def test_om5_reads_only_an_mri_of_the_last_90_days(days, fires):
+    """OM-5: "the most recent foot MRI" within the imaging window (§3: 90 days)."""
+    from fixtures.build import MRI
+
+    record = with_wound(200)
+    record.report(MRI, days, "Marrow signal is normal.", side="left")
+    assert assessed(record).fired("OM-5") is fires
+
+
+def test_om5_is_cancelled_by_a_later_om_pattern_on_ct():
+    """"No later contrary finding": a CT with an OM pattern after the normal MRI."""
+    from fixtures.build import MRI
+
+    record = with_wound(200)
+    record.report(MRI, 20, "Marrow signal is normal.", side="left")
+    record.report(("73700", "CT lower extremity; without contrast"), 5,
+                  "Cortical erosion of the second metatarsal stump.", side="left")
+    assert not assessed(record).fired("OM-5")
+
+
+def test_om2_with_esr_shows_the_esr_as_evidence():
+    record = with_wound(200)
+    record.finding("probe-to-bone", "Probe-to-bone", True, 2)
+    record.lab("4537-7", "ESR", 95, "mm/h", 2)
+    om2 = rule(assessed(record), "OM-2")
+    assert {f.concept for f in om2.evidence} == {"probe-to-bone", "esr"}
+    assert "ESR > 70 mm/h" in om2.explanation
