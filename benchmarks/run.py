@@ -354,6 +354,34 @@ class Case:
     load_seconds: int  # per throughput round (3 rounds per server)
 
 
+def summarise(server: Server, case_name: str, times: list[float],
+              loads: list[dict[str, Any]], cards: int, idle: float, sequential_hwm: float,
+              sampled_peak: float | None = None) -> dict[str, Any]:
+    """One server's figures for a case: latency percentiles, the median throughput round,
+    memory; refused when a worker was restarted during the case (the figures would mix)."""
+    assert server.proc is not None
+    if sorted(children_of(server.proc.pid)) != sorted(server.workers):
+        raise RuntimeError(f"{server.name}: a worker was restarted during {case_name}; "
+                           f"see {server.log_path}")
+    hwm = server.hwm_mb()
+    middle = sorted(loads, key=lambda r: r["rps"])[len(loads) // 2]
+    memory = {"idle_mb": idle, "peak_mb": hwm, "growth_mb": hwm - idle,
+              "sequential_growth_mb": sequential_hwm - idle}
+    if sampled_peak is not None:
+        memory.update(sampled_peak_mb=sampled_peak, sampled_growth_mb=sampled_peak - idle)
+    return {
+        "latency": {"requests": len(times), "p50_ms": percentile(times, 50) * 1000,
+                    "p95_ms": percentile(times, 95) * 1000,
+                    "mean_ms": sum(times) / len(times) * 1000, "cards": cards},
+        "throughput": {"tool": middle["tool"], "rps": middle["rps"],
+                       "p50_ms": middle["p50_ms"], "p95_ms": middle["p95_ms"],
+                       "rounds_rps": [round(r["rps"], 1) for r in loads],
+                       "requests": sum(r["requests"] for r in loads),
+                       "repeats": sum(r.get("repeats", 0) for r in loads)},
+        "memory": memory,
+    }
+
+
 def measure_case(servers: list[Server], case: Case, wrk: str | None, script: Path,
                  idle: dict[str, float], rounds: int = 4, load_rounds: int = 3,
                  ) -> dict[str, dict[str, Any]]:
@@ -411,32 +439,9 @@ def measure_case(servers: list[Server], case: Case, wrk: str | None, script: Pat
         stop.set()
         sampler.join()
 
-    out = {}
-    for server in servers:
-        name = server.name
-        hwm = server.hwm_mb()
-        assert server.proc is not None
-        if sorted(children_of(server.proc.pid)) != sorted(server.workers):
-            raise RuntimeError(f"{server.name}: a worker was restarted during {case.name}; "
-                               f"see {server.log_path}")
-        runs = sorted(loads[name], key=lambda r: r["rps"])
-        middle = runs[len(runs) // 2]
-        out[name] = {
-            "latency": {"requests": len(times[name]),
-                        "p50_ms": percentile(times[name], 50) * 1000,
-                        "p95_ms": percentile(times[name], 95) * 1000,
-                        "mean_ms": sum(times[name]) / len(times[name]) * 1000,
-                        "cards": cards[name]},
-            "throughput": {"tool": middle["tool"], "rps": middle["rps"],
-                           "p50_ms": middle["p50_ms"], "p95_ms": middle["p95_ms"],
-                           "rounds_rps": [round(r["rps"], 1) for r in loads[name]],
-                           "requests": sum(r["requests"] for r in loads[name])},
-            "memory": {"idle_mb": idle[name], "peak_mb": hwm, "growth_mb": hwm - idle[name],
-                       "sequential_growth_mb": sequential_hwm[name] - idle[name],
-                       "sampled_peak_mb": peaks[name],
-                       "sampled_growth_mb": peaks[name] - idle[name]},
-        }
-    return out
+    return {s.name: summarise(s, case.name, times[s.name], loads[s.name], cards[s.name],
+                              idle[s.name], sequential_hwm[s.name], peaks[s.name])
+            for s in servers}
 
 
 @dataclass
@@ -502,27 +507,9 @@ def measure_cold_case(servers: list[Server], case: ColdCase, wrk: str | None,
                 result = throughput_threads(urls[server.name], bodies, case.load_seconds)
             loads[server.name].append(result)
 
-    out = {}
-    for server in servers:
-        name = server.name
-        hwm = server.hwm_mb()
-        runs = sorted(loads[name], key=lambda r: r["rps"])
-        middle = runs[len(runs) // 2]
-        out[name] = {
-            "latency": {"requests": len(times[name]),
-                        "p50_ms": percentile(times[name], 50) * 1000,
-                        "p95_ms": percentile(times[name], 95) * 1000,
-                        "mean_ms": sum(times[name]) / len(times[name]) * 1000,
-                        "cards": cards[name]},
-            "throughput": {"tool": middle["tool"], "rps": middle["rps"],
-                           "p50_ms": middle["p50_ms"], "p95_ms": middle["p95_ms"],
-                           "rounds_rps": [round(r["rps"], 1) for r in loads[name]],
-                           "requests": sum(r["requests"] for r in loads[name]),
-                           "repeats": sum(r.get("repeats", 0) for r in loads[name])},
-            "memory": {"idle_mb": idle[name], "peak_mb": hwm, "growth_mb": hwm - idle[name],
-                       "sequential_growth_mb": sequential_hwm[name] - idle[name]},
-        }
-    return out
+    return {s.name: summarise(s, case.name, times[s.name], loads[s.name], cards[s.name],
+                              idle[s.name], sequential_hwm[s.name])
+            for s in servers}
 
 
 def cold_case(name: str, discovery: dict[str, Any], now: datetime, tmpdir: Path,
@@ -569,6 +556,9 @@ def machine() -> dict[str, Any]:
 
 
 def ratios(service: dict[str, Any], floor: dict[str, Any]) -> dict[str, float]:
+    if not floor["throughput"]["rps"]:
+        raise RuntimeError("the floor completed no request in its median throughput round: "
+                           "the machine is too loaded to measure; rerun when it is quieter")
     return {
         "p50": service["latency"]["p50_ms"] / floor["latency"]["p50_ms"],
         "p95": service["latency"]["p95_ms"] / floor["latency"]["p95_ms"],
