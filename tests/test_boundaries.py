@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from cds_service.clinical import gates
-from cds_service.clinical.facts import Facts, gather
 from cds_service.clinical.nexttests import (
     probe_to_bone_advice,
     t_bc,
@@ -20,10 +19,7 @@ from cds_service.clinical.nexttests import (
     t_scan_ho,
     t_xr,
 )
-from cds_service.clinical.record import Record as ClinicalRecord
-from cds_service.clinical.rules import Assessment, assess, is_relevant
-from cds_service.config import DEFAULT_MAPPINGS_DIR
-from cds_service.mappings import load_mappings
+from cds_service.clinical.rules import assess, is_relevant
 from fixtures.build import (
     ALP,
     BONE_SCAN,
@@ -34,15 +30,13 @@ from fixtures.build import (
     MRI,
     PROJECT,
     SNOMED,
-    ULCER,
     WEIGHT,
     XR,
     Record,
     ago,
 )
-from tests.conftest import CLOCK
+from tests.support.rulebook import assessed, base, facts_of, with_wound
 
-MAPPINGS = load_mappings(DEFAULT_MAPPINGS_DIR)
 HOUR = 1 / 24
 CT = ("73700", "CT lower extremity; without contrast")
 TEMP = ("8310-5", "Body temperature")
@@ -53,27 +47,6 @@ CREATININE = ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma")
 BLOOD_CULTURE = ("600-7", "Bacteria identified in Blood by Culture")
 AKI = (ICD10, "N17.9", "Acute kidney failure, unspecified")
 ABSCESS = (SNOMED, "128477000", "Abscess")
-
-
-def facts_of(record: Record) -> Facts:
-    return gather(ClinicalRecord(record.resources, MAPPINGS, CLOCK))
-
-
-def assessed(record: Record) -> Assessment:
-    return assess(facts_of(record))
-
-
-def base(days: float = 40, side: str | None = "left") -> Record:
-    record = Record("p1")
-    record.amputation(days, side)
-    return record
-
-
-def with_wound(days: float = 40) -> Record:
-    """An amputation and an active foot-ulcer Condition: a wound, but no OM-4 sign by itself."""
-    record = base(days)
-    record.condition(*ULCER, days=5)
-    return record
 
 
 def quantity(record: Record, code: str, display: str, value: float, unit: str | None,

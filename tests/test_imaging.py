@@ -14,20 +14,10 @@ from typing import Any
 
 import pytest
 
-from cds_service.clinical.facts import gather
-from cds_service.clinical.record import Record as ClinicalRecord
-from cds_service.clinical.rules import Assessment, assess
-from cds_service.config import DEFAULT_MAPPINGS_DIR
-from cds_service.mappings import load_mappings
 from fixtures.build import ESR, MRI, PROJECT, SNOMED, ULCER, XR, Record, ago, cc, site
-from tests.conftest import CLOCK
+from tests.support.rulebook import assessed
 
-MAPPINGS = load_mappings(DEFAULT_MAPPINGS_DIR)
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
-
-
-def assessed(record: Record) -> Assessment:
-    return assess(gather(ClinicalRecord(record.resources, MAPPINGS, CLOCK)))
 
 
 def base(days: float = 60, side: str = "left") -> Record:

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.clinical.facts import gather
 from cds_service.clinical.nexttests import t_bc, t_bx, t_lab, t_mri, t_mri_alt, t_scan_ho, t_xr
-from cds_service.clinical.record import Record as ClinicalRecord
-from cds_service.clinical.rules import Assessment, assess
-from cds_service.config import DEFAULT_MAPPINGS_DIR
-from cds_service.mappings import load_mappings
+from cds_service.clinical.rules import Assessment
 from fixtures.build import BONE_SCAN, EGFR, ICD10, SNOMED, ULCER, XR, Record, ago, cc
-from tests.conftest import CLOCK
+from tests.support.rulebook import assessed
 
-MAPPINGS = load_mappings(DEFAULT_MAPPINGS_DIR)
 HOUR = 1 / 24
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 LEUKOCYTE_SCAN = ("78830", "Radiopharmaceutical localization of tumor, inflammatory process or "
                   "distribution of radiopharmaceutical agent(s); SPECT with CT")
 PHASES_2_AND_3 = "Increased blood pool activity and increased delayed uptake. No increased flow."
-
-
-def assessed(record: Record) -> Assessment:
-    return assess(gather(ClinicalRecord(record.resources, MAPPINGS, CLOCK)))
 
 
 def base(days: float = 60, side: str | None = "left") -> Record:

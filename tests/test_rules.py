@@ -7,8 +7,6 @@ import pytest
 from cds_service.clinical.facts import gather
 from cds_service.clinical.record import Record as ClinicalRecord
 from cds_service.clinical.rules import assess, is_relevant
-from cds_service.config import DEFAULT_MAPPINGS_DIR
-from cds_service.mappings import load_mappings
 from fixtures.build import (
     BONE_SCAN,
     CPT,
@@ -24,26 +22,9 @@ from fixtures.build import (
     Record,
 )
 from tests.conftest import CLOCK
+from tests.support.rulebook import MAPPINGS, assessed, base, with_wound
 
-MAPPINGS = load_mappings(DEFAULT_MAPPINGS_DIR)
 ALP = ("6768-6", "Alkaline phosphatase")
-
-
-def assessed(record: Record):  # type: ignore[no-untyped-def]
-    clinical = ClinicalRecord(record.resources, MAPPINGS, CLOCK)
-    return assess(gather(clinical))
-
-
-def base(days: float = 40, side: str | None = "left") -> Record:
-    record = Record("p1")
-    record.amputation(days, side)
-    return record
-
-
-def with_wound(days: float = 40) -> Record:
-    record = base(days)
-    record.condition(*ULCER, days=5)
-    return record
 
 
 # ------------------------------------------------------------------ S-1, S-2
