@@ -3,8 +3,9 @@ CDS Hooks sandbox (tests/data/README.md) and against hand-made orders of other s
 
 Three kinds of expectation, none produced by running the classifier:
 
-- ``sandbox-medication-classes.tsv``: a few hundred sandbox entries sampled across ingredients,
-  salts, dose forms, brands and term types, each with its class decided by hand from its name;
+- ``sandbox-medication-classes.tsv``: 539 sandbox entries sampled across ingredients, salts,
+  dose forms, brands and term types, each with its classes and systemic use decided by hand from
+  its name (compared in tests/test_medication_sample.py);
 - a whole-list check with an independent oracle written here: drug-name stems per class (``cef``,
   ``-oxacin``, ``-profen``, ``-xaban`` ...) with their exceptions, which is a different method from
   the mapping files' ingredient lists; a brand-only dose-form group ("Keflex Pill") is judged by
@@ -70,7 +71,8 @@ STEMS = {
     "antiplatelet": r"\b(aspirin|clopidogrel|prasugrel|ticagrelor|cangrelor|ticlopidine|"
                     r"dipyridamole|cilostazol|vorapaxar)\b",
     "systemic-corticosteroid": r"\b(prednisone|\w*prednisolone|\w+methasone|hydrocortisone|"
-                               r"cortisone|triamcinolone|meprednisone|deflazacort)\b",
+                               r"cortisone|triamcinolone|meprednisone|deflazacort|"
+                               r"fludrocortisone)\b",
     "ssri": r"\b(\w*citalopram|fluoxetine|paroxetine|sertraline|fluvoxamine|vilazodone)\b",
 }
 # Non-absorbed oral agents: never systemic by mouth (clinical-rules.md §2); the sandbox is all
@@ -126,7 +128,7 @@ def test_oracle_sanity():
     assert oracle("Oxycodone Hydrochloride 5 MG / Ibuprofen 400 MG Oral Tablet") == {"nsaid"}
     assert oracle("Aspirin 25 MG / Dipyridamole 200 MG Extended Release Oral Capsule") == {
         "antiplatelet"}
-    assert oracle("Fludrocortisone 0.1 MG Oral Tablet") == set()
+    assert oracle("Fludrocortisone 0.1 MG Oral Tablet") == {"systemic-corticosteroid"}  # H02AA
     assert oracle("Budesonide 3 MG Delayed Release Oral Capsule") == set()
     assert oracle_for_entry("Keflex Pill") == {"antibacterial"}
     assert oracle("Duloxetine 30 MG Delayed Release Oral Capsule") == set()
