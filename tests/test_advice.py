@@ -254,3 +254,47 @@ def test_t_bc_blood_cultures_with_severe_infection_unless_taken_in_48_hours():
                 "subject": record.subject, "effectiveDateTime": "2026-11-20T08:00:00Z",
                 "valueString": "No growth to date"})
     assert nexttests.t_bc(assessed(record), "p1") == []
+
+
+def unread_medication(record, **request):  # type: ignore[no-untyped-def]
+    """An active MedicationRequest added as given (``medicationCodeableConcept`` and so on)."""
+    record.add({"resourceType": "MedicationRequest", "id": record._id("med"), "status": "active",
+                "intent": "order", "subject": record.subject, **request})
+
+
+@pytest.mark.parametrize(("request_", "named"), (
+    ({"medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "99999999"}]}},
+     "medication coded 99999999 (active) not identified"),
+    ({"medicationReference": {"reference": "Medication/not-prefetched"}},
+     "medication naming no drug (active) not identified"),
+    ({"medicationCodeableConcept": {"text": "1 tab PO daily"}},
+     "1 tab PO daily (active) not identified"),
+))
+def test_an_unidentified_active_medication_leaves_the_drug_gates_undecided(request_, named):
+    """clinical-rules.md §2 "Medications": an unclassified drug is never assumed safe in a gate;
+    §9: indomethacin only when every gate passes. A drug whose code and name are not recognised
+    (or whose Medication is not at hand) might be an anticoagulant, antiplatelet, corticosteroid
+    or SSRI: no indomethacin, and the card names the medication."""
+    record = ho_favored()
+    unread_medication(record, **request_)
+    card = ho_management(assessed(record), "p1")
+    assert card is not None and card.suggestions == []
+    assert "NSAID not advised" in card.detail
+    assert named in card.detail.replace("\\", "")  # record text is escaped in the detail
+    assert "gates not decided" in card.detail
+
+
+@pytest.mark.parametrize(("status", "request_"), (
+    ("active", {"medicationCodeableConcept": {"coding": [  # a sandbox SCD in no gate class
+        {"system": RXNORM, "code": "311354", "display": "Lisinopril 5 MG Oral Tablet"}]}}),
+    ("completed", {"medicationCodeableConcept": {"coding": [
+        {"system": RXNORM, "code": "99999999"}]}}),  # not active: the gates ask for active
+    ("active", {"medicationReference": {"reference": "#m1"}, "contained": [
+        {"resourceType": "Medication", "id": "m1", "code": {"text": "Lisinopril 10 MG"}}]}),
+))
+def test_identified_or_inactive_medications_leave_the_gates_passing(status, request_):
+    record = ho_favored()
+    unread_medication(record, **request_)
+    record.resources[-1]["status"] = status
+    card = ho_management(assessed(record), "p1")
+    assert card is not None and len(card.suggestions) == 1  # indomethacin suggested

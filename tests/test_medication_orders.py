@@ -118,3 +118,49 @@ def test_structured_dose_beats_the_text_and_two_doses_are_not_a_dose() -> None:
     two = text_only("vanc", "Vancomycin 1 g IV now then 1.5 g IV every 12 hours")
     specs = [s for s in check("om-probable-ptb-esr", bundle(two)) if s.rules == ["O-VANC"]]
     assert specs and specs[0].summary.startswith("Vancomycin dose not stated")
+
+
+def active(ident: str, **drug: Any) -> dict[str, Any]:
+    """An active MedicationRequest of the patient of record ho-mature-nsaid-gates-pass."""
+    return {"resourceType": "MedicationRequest", "id": ident, "status": "active",
+            "intent": "order", "subject": {"reference": "Patient/pt-ho-mature"},
+            "authoredOn": "2026-11-01", **drug}
+
+
+def test_an_unidentified_active_medication_is_never_a_passed_gate() -> None:
+    """clinical-rules.md §2 "Medications" (never assumed safe) and §10 O-NSAID: with every other
+    gate passing, an active drug coded 99999999 without a name, or named only through a
+    Medication the record does not hold, leaves the co-medication gates undecided: O-NSAID,
+    naming it."""
+    coded = active("mystery", medicationCodeableConcept={"coding": [
+        {"system": RXNORM, "code": "99999999"}]})
+    specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN)),
+                  change=add(coded))
+    assert rules_of(specs) == ["O-NSAID"]
+    phrase = ("medication coded 99999999 (active) not identified: anticoagulant, antiplatelet, "
+              "corticosteroid and SSRI gates not decided")
+    assert phrase in specs[0].summary
+    assert phrase in specs[0].detail.replace("\\", "")
+    missing = active("by-ref", medicationReference={"reference": "Medication/absent"})
+    specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN)),
+                  change=add(missing))
+    assert rules_of(specs) == ["O-NSAID"]
+    assert "medication naming no drug (active) not identified" in specs[0].summary
+
+
+def test_a_prefetched_medication_identifies_the_active_order() -> None:
+    """The same reference with the Medication in the record: apixaban fails the anticoagulant
+    gate by name; a lisinopril Medication passes it (quiet)."""
+    def with_medication(name: str) -> Any:
+        def change(resources: list[dict[str, Any]]) -> None:
+            resources.append({"resourceType": "Medication", "id": "m1", "code": {
+                "coding": [{"system": RXNORM, "code": "0", "display": name}]}})
+            resources.append(active("by-ref", medicationReference={"reference": "Medication/m1"}))
+        return change
+    specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN)),
+                  change=with_medication(APIXABAN_SCD[1]))
+    assert rules_of(specs) == ["O-NSAID"]
+    assert specs[0].summary == "Indomethacin not advised: apixaban 5 MG Oral Tablet active"
+    specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN)),
+                  change=with_medication("Lisinopril 5 MG Oral Tablet"))
+    assert rules_of(specs) == []

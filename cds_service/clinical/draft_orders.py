@@ -38,10 +38,9 @@ from ..fhir.resources import (
     code_text,
     codings,
     is_about_another_patient,
-    resolve_reference,
 )
 from ..mappings import MappingTable
-from .medications import classifier_for
+from .medications import classifier_for, request_drug
 
 MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationOrder"})  # R4/STU3; DSTU2
 SERVICE_TYPES = frozenset({"ServiceRequest", "ProcedureRequest"})  # R4; STU3/DSTU2
@@ -218,21 +217,13 @@ def _medication_order(resource: Mapping[str, Any], kind: str, ident: str | None,
                       status: str | None, mappings: MappingTable,
                       bundled: Mapping[str, Mapping[str, Any]]) -> DraftOrder:
     """A medication order: its drug classified (clinical-rules.md §2), a label and the dose."""
-    concept = resource.get("medicationCodeableConcept")
-    reference = resource.get("medicationReference")
-    r5 = resource.get("medication")
-    if isinstance(r5, dict):  # R5 CodeableReference
-        concept = concept or r5.get("concept")
-        reference = reference or r5.get("reference")
-    medication = resolve_reference(resource, reference, bundled, "Medication")
-    display = reference.get("display") if isinstance(reference, dict) else None
+    drug = request_drug(resource, bundled)
+    concept, medication = drug.concept, drug.medication
     dosages = [d for d in as_list(resource.get("dosageInstruction")) if isinstance(d, dict)]
     texts = [d["text"] for d in dosages if isinstance(d.get("text"), str)]
-    found = classifier_for(mappings).classify(
-        concept, medication=medication, route=[d.get("route") for d in dosages],
-        text=[display] if isinstance(display, str) and medication is None else ())
+    found = classifier_for(mappings).classify_drug(drug)
     label = code_text(concept) or (code_text(medication.get("code")) if medication else None)
-    label = label or (display if isinstance(display, str) else None)
+    label = label or drug.display
     if label is None:
         label = mappings.label(sorted(found.concepts)[0]) if found.concepts else "medication"
     # the structured dose when there is one; else the order text (clinical-rules.md §10 O-VANC)

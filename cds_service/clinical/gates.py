@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import facts as th
 from .facts import Facts
+from .vocabulary import UNIDENTIFIED_ACTIVE_GATE, unidentified_medication
 
 # Conditions that forbid an NSAID when on record at all (openFDA indomethacin labels: boxed
 # warning for CV thrombotic events and GI bleeding; contraindicated in the CABG setting).
@@ -16,7 +17,10 @@ def _date(facts: Facts, when) -> str:  # type: ignore[no-untyped-def]
 
 
 def nsaid_gate_failures(facts: Facts, renal_flag: bool) -> list[str]:
-    """Return one phrase per failing NSAID gate; empty when every gate passes."""
+    """Return one phrase per NSAID gate that fails or cannot be decided (an active medication
+    whose drug could not be identified may be an anticoagulant, antiplatelet, corticosteroid or
+    SSRI: clinical-rules.md §2 "Medications", never assumed safe); empty when every gate
+    passes."""
     record = facts.record
     failures: list[str] = []
     if facts.egfr is None:
@@ -36,6 +40,9 @@ def nsaid_gate_failures(facts: Facts, renal_flag: bool) -> list[str]:
         for med in record.medications(concept):
             name = (med.text or med.label).replace(" (active)", "")
             failures.append(f"{name} active")
+    for unknown in record.unidentified_medications():  # never assumed safe (§2 "Medications")
+        failures.append(UNIDENTIFIED_ACTIVE_GATE.format(
+            medication=unidentified_medication(unknown.text, unknown.codes)))
     return failures
 
 

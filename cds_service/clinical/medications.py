@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MappingError
-from ..fhir.resources import as_list
+from ..fhir.resources import as_list, codings, resolve_reference
 from ..mappings import FORMS_FILE, PRODUCTS_FILE, RXNORM, MappingTable
 
 _DOT_IN_WORD = re.compile(r"(?<=[a-z])\.(?=[a-z])")
@@ -101,6 +101,44 @@ class Classification:
     route: str | None = None  # route group (oral, intravenous, ophthalmic, ...) when known
     identified: bool = False  # a class ingredient was recognised or the order names a drug
     name: str | None = None  # how the medication reads to people
+
+
+@dataclass(frozen=True)
+class RequestDrug:
+    """What a medication order says its drug is: ``medicationCodeableConcept`` (R4, STU3, DSTU2)
+    or R5 ``medication.concept``; the Medication that ``medicationReference`` (R5
+    ``medication.reference``) points at, when it can be found (contained, prefetched, bundled);
+    the reference's ``display``; and the routes of its dosage instructions."""
+
+    concept: Any
+    medication: Mapping[str, Any] | None
+    display: str | None
+    routes: tuple[Any, ...]
+
+    def codes(self) -> tuple[str, ...]:
+        """The drug's codes as given (the order's, then its Medication's), for people to look up
+        when the drug could not be identified."""
+        concepts = [self.concept, self.medication.get("code") if self.medication else None]
+        found = [c["code"].strip() for concept in concepts for c in codings(concept)
+                 if isinstance(c.get("code"), str) and c["code"].strip()]
+        return tuple(dict.fromkeys(found))
+
+
+def request_drug(request: Mapping[str, Any],
+                 known: Mapping[str, Mapping[str, Any]]) -> RequestDrug:
+    """The drug of a MedicationRequest / MedicationOrder (``known``: Medications by ``Type/id``
+    and full URL). The one reading of an order's drug, for the record and the draft orders."""
+    concept = request.get("medicationCodeableConcept")
+    reference = request.get("medicationReference")
+    r5 = request.get("medication")
+    if isinstance(r5, dict):  # R5 CodeableReference
+        concept = concept or r5.get("concept")
+        reference = reference or r5.get("reference")
+    medication = resolve_reference(request, reference, known, "Medication")
+    display = reference.get("display") if isinstance(reference, dict) else None
+    routes = tuple(d.get("route") for d in as_list(request.get("dosageInstruction"))
+                   if isinstance(d, dict))
+    return RequestDrug(concept, medication, display if isinstance(display, str) else None, routes)
 
 
 @dataclass
@@ -259,6 +297,13 @@ class MedicationClassifier:
             self._route_of(item, explicit, set())
         group = _pick(explicit) or _pick(scan.decisive) or _pick(scan.weak)
         return self._result(scan, group, names)
+
+    def classify_drug(self, drug: RequestDrug) -> Classification:
+        """Classify the drug of an order (:func:`request_drug`); a reference's display counts as
+        the drug's name only when the Medication itself is not at hand."""
+        return self.classify(drug.concept, medication=drug.medication, route=list(drug.routes),
+                             text=[drug.display] if drug.display and drug.medication is None
+                             else ())
 
     def _result(self, scan: _Scan, group: str | None, names: list[str]) -> Classification:
         route = self._groups.get(group) if group else None

@@ -22,7 +22,6 @@ from ..fhir.resources import (
     codings,
     is_about_another_patient,
     parse_datetime,
-    resolve_reference,
     resource_date,
 )
 from ..mappings import MappingTable
@@ -30,11 +29,12 @@ from .finding import Finding
 from .finding import ref as _ref
 from .imaging import IMAGING_KINDS, ImagingMixin, ImagingReport
 from .laterality import SNOMED, side_of
-from .medications import classifier_for
+from .medications import classifier_for, request_drug
 from .reportformats import Fetch
 from .validation import Validator
 
-__all__ = ["IMAGING_KINDS", "Amputation", "Finding", "ImagingReport", "Record", "side_of"]
+__all__ = ["IMAGING_KINDS", "Amputation", "Finding", "ImagingReport", "Record",
+           "UnidentifiedMedication", "side_of"]
 
 USABLE_OBSERVATION = {"final", "amended", "corrected", "preliminary"}
 USABLE_REPORT = {"final", "amended", "corrected", "preliminary"}
@@ -45,6 +45,17 @@ NEGATIVE_CODES = {"260385009", "2667000"}  # SNOMED Negative, Absent
 POSITIVE_FLAGS = {"POS", "A", "H", "HH"}
 NEGATIVE_FLAGS = {"NEG", "N"}
 CULTURES = {"bone-culture", "blood-culture"}
+@dataclass(frozen=True)
+class UnidentifiedMedication:
+    """An active MedicationRequest whose drug could not be identified: its code and name are not
+    recognised, or it names its drug only through a Medication that is not at hand
+    (clinical-rules.md §2 "Medications": never assumed safe in a gate)."""
+
+    ref: str
+    text: str | None  # what the order says, when it says anything (it names no known drug)
+    codes: tuple[str, ...]  # the drug's codes as given, for people to look up
+
+
 @dataclass(frozen=True)
 class Amputation:
     ref: str
@@ -81,6 +92,8 @@ class Record(ImagingMixin):
         self._text_observations: dict[str, dict[str, Any]] = {}  # id -> unmapped, valueString
         self._studies: dict[str, dict[str, Any]] = {}
         self._medication_resources: dict[str, dict[str, Any]] = {}
+        self._unidentified: list[UnidentifiedMedication] = []
+        self._drug_names: dict[int, str] = {}  # id(MedicationRequest) -> its drug's name
         self._dates: dict[int, datetime | None] = {}  # id(resource) -> resource_date
         self._medication_classifier = classifier_for(mappings)
         self._classify(resources)
@@ -138,21 +151,17 @@ class Record(ImagingMixin):
             elif kind == "Medication":
                 self._medication_resources[f"Medication/{resource.get('id')}"] = resource
         for request in pending_meds:
-            for cid in self.medication_concepts(request):
+            drug = request_drug(request, self._medication_resources)
+            found = self._medication_classifier.classify_drug(drug)
+            for cid in found.concepts:
                 self._medications[cid].append(request)
+            if found.name:
+                self._drug_names[id(request)] = found.name
+            if not found.identified and request.get("status") == "active":
+                self._unidentified.append(UnidentifiedMedication(_ref(request), found.name,
+                                                                 drug.codes()))
         if foreign:
             self.notes.append(f"{foreign} resource(s) about another patient were ignored.")
-
-    def medication_concepts(self, request: dict[str, Any]) -> set[str]:
-        """Drug classes of systemic use of a MedicationRequest (clinical-rules.md §2
-        "Medications"): its code or name, or its (contained or prefetched) Medication, and the
-        route of its dosage instructions, classified by :mod:`.medications`."""
-        medication = resolve_reference(request, request.get("medicationReference"),
-                                       self._medication_resources, "Medication")
-        routes = [d.get("route") for d in as_list(request.get("dosageInstruction"))
-                  if isinstance(d, dict)]
-        return set(self._medication_classifier.classify(
-            request.get("medicationCodeableConcept"), medication=medication, route=routes).concepts)
 
     # ----------------------------------------------------------------- time helpers
     def _date(self, resource: dict[str, Any]) -> datetime | None:
@@ -388,10 +397,17 @@ class Record(ImagingMixin):
                     continue
                 seen.add(ref)
                 name = code_text(request.get("medicationCodeableConcept")) or \
-                    self.mappings.label(member)
+                    self._drug_names.get(id(request)) or self.mappings.label(member)
                 out.append(Finding(member, self.mappings.label(member), ref, when,
                                    polarity="positive", text=f"{name} ({request.get('status')})"))
         return out
+
+    def unidentified_medications(self) -> list[UnidentifiedMedication]:
+        """Active MedicationRequests whose drug could not be identified (classified once, with
+        the drug classes, by :mod:`.medications`): a gate that depends on drug classes cannot be
+        decided while one is on record. They are not validated: nothing of them is used but
+        their reference, text and codes."""
+        return list(self._unidentified)
 
     def medication_requests(self, concept: str) -> list[dict[str, Any]]:
         """The usable MedicationRequests of a concept (class members included), any status kept

@@ -200,6 +200,20 @@ def _verification(text: str | None) -> str:
     return ""
 
 
+# An active medication whose drug could not be identified (clinical-rules.md §2 "Medications":
+# an unclassified drug is never assumed safe in a gate; §9: the NSAID co-medication gates).
+UNIDENTIFIED_ACTIVE_GATE = ("{medication} (active) not identified: anticoagulant, antiplatelet, "
+                            "corticosteroid and SSRI gates not decided")
+
+
+def unidentified_medication(text: str | None, codes: Sequence[str]) -> str:
+    """What an unidentified medication order shows of itself (plain text; escape it where
+    shown): its own text, else "medication coded 99999999", else "medication naming no drug"."""
+    if text:
+        return text
+    return f"medication coded {codes[0]}" if codes else "medication naming no drug"
+
+
 def phases_text(findings: dict[str, str]) -> str:
     """A bone scan's phases: "increased in all three phases", "increased in phases 2 and 3"."""
     up = [str(i) for i, concept in enumerate(BONE_SCAN_PHASES, 1)
