@@ -604,6 +604,21 @@ CASES = (
     ("scan-ho-maturity-quiet", "ho-prominence-late", "ho-prominence-bone-scan", "order-sign"),
     ("sandbox-dstu2-sign", "om-probable-ptb-esr", "sandbox-dstu2-vanc", "order-sign"),
     ("mixed-shapes-sign", "crp-mg-dl-wound", "mixed-shapes-vanc-no-weight", "order-sign"),
+    # issue 12: drugs as EHRs code them (fixtures/orders/README.md)
+    ("sandbox-cipro-scd-sign", "om-probable-ptb-esr", "sandbox-cipro-scd", "order-sign"),
+    ("sandbox-cipro-scd-select", "om-probable-ptb-esr", "sandbox-cipro-scd", "order-select"),
+    ("sandbox-augmentin-sbd-sign", "crp-mg-dl-wound", "sandbox-augmentin-sbd", "order-sign"),
+    ("sandbox-motrin-sbd-sign", "ho-present-nsaid-gates-fail", "sandbox-motrin-sbd",
+     "order-sign"),
+    ("contained-doxycycline-sign", "om-probable-ptb-esr", "contained-doxycycline-ingredient",
+     "order-sign"),
+    ("oral-vancomycin-quiet", "om-probable-ptb-esr", "oral-vancomycin-capsule", "order-sign"),
+    ("topical-nsaid-quiet", "ho-present-nsaid-gates-fail", "topical-diclofenac-gel",
+     "order-sign"),
+    ("name-only-cipro-sign", "om-probable-ptb-esr", "name-only-ciprofloxacin", "order-sign"),
+    ("text-only-vanc-sign", "om-probable-ptb-esr", "text-only-vancomycin", "order-sign"),
+    ("indomethacin-apixaban-sign", "ho-mature-nsaid-gates-pass", "indomethacin-apixaban-scd",
+     "order-sign"),
 )
 
 

@@ -223,7 +223,7 @@ def _medication_order(resource: Mapping[str, Any], kind: str, ident: str | None,
     texts = [d["text"] for d in dosages if isinstance(d.get("text"), str)]
     found = classifier_for(mappings).classify_drug(drug)
     label = code_text(concept) or (code_text(medication.get("code")) if medication else None)
-    label = label or drug.display
+    label = label or drug.display or (" / ".join(found.ingredients) if found.ingredients else None)
     if label is None:
         label = mappings.label(sorted(found.concepts)[0]) if found.concepts else "medication"
     # the structured dose when there is one; else the order text (clinical-rules.md §10 O-VANC)
