@@ -298,3 +298,15 @@ def test_identified_or_inactive_medications_leave_the_gates_passing(status, requ
     record.resources[-1]["status"] = status
     card = ho_management(assessed(record), "p1")
     assert card is not None and len(card.suggestions) == 1  # indomethacin suggested
+
+
+def test_an_invalid_active_anticoagulant_still_fails_the_gate():
+    """A warfarin order that fails validation (a date that is not FHIR) is skipped by the rules
+    with a note, but a safety gate reads only its drug and status: it still fails the
+    anticoagulant gate (never treat unread as negative, clinical-rules.md §2)."""
+    record = ho_favored()
+    unread_medication(record, authoredOn="last tuesday", medicationCodeableConcept={"coding": [
+        {"system": RXNORM, "code": "11289", "display": "warfarin"}]})
+    card = ho_management(assessed(record), "p1")
+    assert card is not None and card.suggestions == []
+    assert "warfarin active" in card.detail

@@ -37,7 +37,7 @@ def nsaid_gate_failures(facts: Facts, renal_flag: bool) -> list[str]:
     if record.procedures("cabg"):
         failures.append("coronary artery bypass graft on record")
     for concept in NSAID_MEDICATION_GATES:
-        for med in record.medications(concept):
+        for med in record.medications(concept, keep_invalid=True):
             name = (med.text or med.label).replace(" (active)", "")
             failures.append(f"{name} active")
     for unknown in record.unidentified_medications():  # never assumed safe (§2 "Medications")

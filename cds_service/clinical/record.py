@@ -378,8 +378,11 @@ class Record(ImagingMixin):
 
     # ----------------------------------------------------------------- medications
     def medications(self, concept: str, *, active_only: bool = True,
-                    authored_days: float | None = None) -> list[Finding]:
-        """MedicationRequests of a concept (class members included)."""
+                    authored_days: float | None = None,
+                    keep_invalid: bool = False) -> list[Finding]:
+        """MedicationRequests of a concept (class members included). ``keep_invalid``: also
+        the ones that fail validation, for a safety gate, which uses only their drug and status
+        and never reads an unread drug as absent (clinical-rules.md §2 "Medications")."""
         out = []
         seen = set()
         for member in self.mappings.members(concept):
@@ -393,7 +396,7 @@ class Record(ImagingMixin):
                 if (active_only and not is_active) or (not active_only and not (is_active
                                                                                 or recent)):
                     continue
-                if not self._check(request):
+                if not keep_invalid and not self._check(request):
                     continue
                 seen.add(ref)
                 name = code_text(request.get("medicationCodeableConcept")) or \
