@@ -45,6 +45,8 @@ NEGATIVE_CODES = {"260385009", "2667000"}  # SNOMED Negative, Absent
 POSITIVE_FLAGS = {"POS", "A", "H", "HH"}
 NEGATIVE_FLAGS = {"NEG", "N"}
 CULTURES = {"bone-culture", "blood-culture"}
+
+
 @dataclass(frozen=True)
 class UnidentifiedMedication:
     """An active MedicationRequest whose drug could not be identified: its code and name are not
