@@ -370,8 +370,10 @@ def test_whole_launch_in_chromium(env: Any, records: dict[str, str], chromium: A
             assert tier in drawn["tiers"]
         if name == "typical":  # ~120 labs over 2 years: ESR, CRP, WBC, ALP since day -30 drawn
             assert all(n > 0 for n in drawn["points"].values())
-        page.keyboard.press("Tab")  # the first marker takes keyboard focus and shows its tip
         page.screenshot(path=str(SHOTS / f"timeline-{name}-{width}.png"))
+        page.keyboard.press("Tab")  # the first marker takes keyboard focus and shows its tip
+        assert page.evaluate("document.activeElement.classList.contains('ev')")
+        page.screenshot(path=str(SHOTS / f"timeline-{name}-{width}-focus.png"))
         page.context.close()
     (SHOTS / "timings.txt").write_text("".join(
         f"{name}: {seconds * 1000:.0f} ms from the callback request to the page's load event\n"
