@@ -7,8 +7,10 @@ import copy
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -573,6 +575,7 @@ def test_fetched_jwks_skips_keys_it_cannot_use(
     hs = craft({"alg": "ES384", "typ": "JWT", "kid": "p256"}, claims(),
                lambda d: b"\x00" * 96)
     rejected(verifier, "Bearer " + hs, "is not in the JWKS")
+    rejected(verifier, "Bearer " + token(ec_key, kid="enc"), "is not in the JWKS")  # use: enc
 
 
 # --- the CDS Hooks sandbox entry --------------------------------------------------------------
@@ -880,3 +883,267 @@ def test_dev_token_usage_errors_exit_2(
     )
     assert _dev_token(*(a.format(dir=tmp_path) for a in argv)) == 2
     assert message in capsys.readouterr().err
+
+
+# --- edges found by `make mutants` on auth.py (README "Mutation testing") ---------------------
+# Each expected value follows from the verifier's rules (cds-hooks-2.0.md §6.4, RFC 7519 §4.1):
+# a 60 s leeway on exp, iat and nbf, lifetime at most 3,600 s, jti unique per issuer until
+# exp + leeway, JWKS fetched with a timeout, no redirects, at most 1,000,000 bytes, refreshed
+# hourly or on an unknown kid at most once a minute.
+
+
+def test_replay_cache_remembers_through_the_second_of_expiry() -> None:
+    clock = Clock(100)
+    cache = ReplayCache(clock)
+    assert cache.remember("i", "a", until=110)
+    clock.now = 110  # "until" itself is still inside the window
+    assert not cache.remember("i", "a", until=120)
+    clock.now = 110.5
+    assert cache.remember("i", "a", until=120)
+
+
+@pytest.mark.parametrize(
+    ("minted_at", "accepted"),
+    [(NOW - 360, True), (NOW - 361, False)],  # exp = minted + 300; exp + 60 s leeway vs NOW
+)
+def test_expiry_at_the_leeway_edge(verifier: TokenVerifier, ec_key: Any, minted_at: int,
+                                   accepted: bool) -> None:
+    minted = "Bearer " + token(ec_key, now=minted_at)
+    if accepted:
+        assert verifier.verify(minted, AUD).iss == ISS
+    else:
+        rejected(verifier, minted, "token expired 61 s ago")
+
+
+@pytest.mark.parametrize(("iat", "accepted"), [(NOW + 60, True), (NOW + 61, False)])
+def test_iat_at_the_leeway_edge(verifier: TokenVerifier, ec_key: Any, iat: int,
+                                accepted: bool) -> None:
+    minted = "Bearer " + token(ec_key, now=iat)
+    if accepted:
+        assert verifier.verify(minted, AUD).iss == ISS
+    else:
+        rejected(verifier, minted, "iat is 61 s in the future")
+
+
+@pytest.mark.parametrize(("nbf", "accepted"),
+                         [(NOW - 100, True), (NOW, True), (NOW + 60, True), (NOW + 61, False)])
+def test_nbf_at_the_leeway_edge(verifier: TokenVerifier, ec_key: Any, nbf: int,
+                                accepted: bool) -> None:
+    minted = "Bearer " + token(ec_key, claims={"nbf": nbf})
+    if accepted:
+        assert verifier.verify(minted, AUD).iss == ISS
+    else:
+        rejected(verifier, minted, "not valid yet")
+
+
+@pytest.mark.parametrize(("lifetime", "accepted"), [(3600, True), (3601, False)])
+def test_lifetime_at_the_maximum(verifier: TokenVerifier, ec_key: Any, lifetime: int,
+                                 accepted: bool) -> None:
+    minted = "Bearer " + token(ec_key, lifetime=lifetime)
+    if accepted:
+        assert verifier.verify(minted, AUD).iss == ISS
+    else:
+        rejected(verifier, minted, "lifetime 3601 s exceeds the maximum 3600 s")
+
+
+def test_token_of_exactly_the_maximum_length_is_read_not_refused_for_length(
+    verifier: TokenVerifier,
+) -> None:
+    from cds_service.auth import MAX_TOKEN_CHARS
+
+    rejected(verifier, "Bearer " + "a" * MAX_TOKEN_CHARS, "token header is not readable")
+    rejected(verifier, "Bearer " + "a" * (MAX_TOKEN_CHARS + 1), "longer than")
+
+
+@pytest.mark.parametrize(("header", "payload", "reason"), [
+    ({"alg": "ES384", "typ": "JWT", "kid": ""}, claims(), "kid header is missing"),
+    ({"alg": "ES384", "typ": "JWT", "kid": "k"}, claims(iss=123), "claim iss is missing"),
+])
+def test_kid_and_iss_must_be_non_empty_strings(verifier: TokenVerifier, header: dict[str, Any],
+                                     payload: dict[str, Any], reason: str) -> None:
+    rejected(verifier, "Bearer " + craft(header, payload, lambda d: b"\x00" * 96), reason)
+
+
+def test_alg_of_another_key_type_is_refused_before_decoding(
+    ec_key: Any, rsa_key: Any, clock: Clock
+) -> None:
+    # signed ES384 but naming the issuer's RSA key, which gives no "alg" of its own: refused by
+    # the key-type check, not left to PyJWT
+    rsa_jwk = {k: v for k, v in public_jwk(rsa_key).items() if k != "alg"}
+    trust = store({"iss": ISS, "jwks": {"keys": [public_jwk(ec_key), rsa_jwk]},
+                   "fhirServers": [FHIR]})
+    verifier = TokenVerifier(trust, clock=clock, session=NoNetwork())
+    minted = token(ec_key, kid=kid_of(rsa_key), alg="ES384")
+    rejected(verifier, "Bearer " + minted, f"alg ES384 does not fit key {kid_of(rsa_key)} "
+                                           f"of issuer {ISS} \\(RSA\\)")
+
+
+def test_jti_is_unique_per_issuer_not_across_issuers(
+    ec_key: Any, other_ec_key: Any, clock: Clock
+) -> None:
+    other = "https://other-ehr.example.org"
+    verifier = TokenVerifier(store(entry(ec_key), entry(other_ec_key, iss=other)), clock=clock,
+                             session=NoNetwork())
+    assert verifier.verify("Bearer " + token(ec_key, jti="shared"), AUD).iss == ISS
+    assert verifier.verify("Bearer " + token(other_ec_key, iss=other, jti="shared"),
+                           AUD).iss == other
+
+
+def test_jti_stays_used_while_the_token_is_valid_by_the_leeway(
+    verifier: TokenVerifier, ec_key: Any, clock: Clock
+) -> None:
+    minted = "Bearer " + token(ec_key, jti="late")  # exp NOW + 300, valid until NOW + 360
+    assert verifier.verify(minted, AUD)
+    clock.now = NOW + 330
+    rejected(verifier, minted, "already used")
+
+
+def test_a_shared_replay_cache_is_the_one_used(ec_key: Any, clock: Clock) -> None:
+    # two verifiers (two workers or instances) sharing one cache: the second refuses a replay
+    shared = ReplayCache(clock)
+    first, second = (TokenVerifier(store(entry(ec_key)), clock=clock, session=NoNetwork(),
+                                   replay=shared) for _ in range(2))
+    minted = "Bearer " + token(ec_key)
+    assert first.verify(minted, AUD)
+    rejected(second, minted, "already used")
+
+
+class _Raw:
+    def __init__(self, body: bytes, calls: list[Any]) -> None:
+        self.body, self.calls = body, calls
+
+    def read(self, amount: int | None = None, decode_content: bool = False) -> bytes:
+        self.calls.append(("read", amount, decode_content))
+        return self.body if amount is None else self.body[:amount]
+
+
+class _Response:
+    def __init__(self, body: bytes, calls: list[Any]) -> None:
+        self.status_code, self.raw = 200, _Raw(body, calls)
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingSession:
+    """A requests.Session stand-in that serves one JWKS body and records how it was asked."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.calls: list[Any] = []
+
+    def get(self, url: str, **kwargs: Any) -> _Response:
+        self.calls.append(("get", url, kwargs))
+        return _Response(self.body, self.calls)
+
+    @property
+    def gets(self) -> int:
+        return sum(1 for call in self.calls if call[0] == "get")
+
+
+def _remote_verifier(session: RecordingSession, clock: Clock, **options: Any) -> TokenVerifier:
+    return TokenVerifier(store({"iss": ISS, "jwks_url": "https://ehr.example.org/jwks.json"}),
+                         clock=clock, session=session, **options)  # type: ignore[arg-type]
+
+
+def test_jwks_is_fetched_with_a_timeout_no_redirects_and_a_byte_cap(
+    ec_key: Any, clock: Clock
+) -> None:
+    from cds_service.auth import MAX_JWKS_BYTES
+
+    session = RecordingSession(json.dumps({"keys": [public_jwk(ec_key)]}).encode())
+    assert _remote_verifier(session, clock, http_timeout=2.5).verify(
+        "Bearer " + token(ec_key), AUD)
+    (_, url, kwargs), read = session.calls
+    assert url == "https://ehr.example.org/jwks.json"
+    assert kwargs["timeout"] == 2.5 and kwargs["allow_redirects"] is False
+    assert kwargs["stream"] is True
+    assert "application/jwk-set+json" in kwargs["headers"]["Accept"]
+    assert read == ("read", MAX_JWKS_BYTES + 1, True)  # gzip decoded, one byte over the cap
+
+
+@pytest.mark.parametrize(("extra", "accepted"), [(0, True), (1, False)])
+def test_jwks_of_exactly_the_cap_is_read(ec_key: Any, clock: Clock, extra: int,
+                                         accepted: bool) -> None:
+    from cds_service.auth import MAX_JWKS_BYTES
+
+    body = json.dumps({"keys": [public_jwk(ec_key)]}).encode()
+    body += b" " * (MAX_JWKS_BYTES - len(body) + extra)  # JSON allows trailing white space
+    verifier = _remote_verifier(RecordingSession(body), clock)
+    if accepted:
+        assert verifier.verify("Bearer " + token(ec_key), AUD).iss == ISS
+    else:
+        rejected(verifier, "Bearer " + token(ec_key), f"larger than {MAX_JWKS_BYTES} bytes")
+
+
+def test_jwks_is_kept_for_an_hour_and_refetched_after(ec_key: Any, clock: Clock) -> None:
+    session = RecordingSession(json.dumps({"keys": [public_jwk(ec_key)]}).encode())
+    verifier = _remote_verifier(session, clock)
+    for offset, fetches in ((0, 1), (120, 1), (3600, 1), (3601, 2)):
+        clock.now = NOW + offset
+        assert verifier.verify("Bearer " + token(ec_key, now=clock.now), AUD)
+        assert session.gets == fetches, offset
+
+
+def test_unknown_kid_refetches_exactly_a_minute_after_the_last_attempt(
+    ec_key: Any, other_ec_key: Any, clock: Clock
+) -> None:
+    session = RecordingSession(json.dumps({"keys": [public_jwk(ec_key)]}).encode())
+    verifier = _remote_verifier(session, clock)
+    assert verifier.verify("Bearer " + token(ec_key), AUD)
+    clock.now = NOW + 59.5
+    rejected(verifier, "Bearer " + token(other_ec_key, now=clock.now), "is not in the JWKS")
+    assert session.gets == 1
+    clock.now = NOW + 60
+    rejected(verifier, "Bearer " + token(other_ec_key, now=clock.now), "is not in the JWKS")
+    assert session.gets == 2
+
+
+def test_build_verifier_with_a_database_shares_the_replay_cache_across_verifiers(
+    ec_key: Any, tmp_path: Path
+) -> None:
+    # two workers or instances on one database: a token used at one is refused by the other
+    from cds_service.db import Database
+
+    path = tmp_path / "issuers.json"
+    path.write_text(json.dumps({"issuers": [entry(ec_key)]}))
+    settings = Settings(trusted_issuers=str(path), public_url="https://cds.example.org")
+    database = Database(f"sqlite:///{tmp_path / 'shared.db'}")
+    first, second = build_verifier(settings, database), build_verifier(settings, database)
+    assert first is not None and second is not None
+    minted = "Bearer " + token(ec_key, now=time.time())
+    assert first.verify(minted, AUD).iss == ISS
+    rejected(second, minted, "already used")
+
+
+@pytest.mark.parametrize(("public_url", "warned"),
+                         [(None, True), ("https://cds.example.org", False)])
+def test_build_verifier_warns_when_the_public_url_is_unset(
+    caplog: pytest.LogCaptureFixture, public_url: str | None, warned: bool
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        build_verifier(Settings(trusted_issuers=str(SANDBOX_FILE), public_url=public_url))
+    notes = [r.fields["note"] for r in caplog.records if r.getMessage() == "auth.public_url_unset"]
+    assert bool(notes) is warned
+    if warned:
+        assert notes[0].startswith("CDS_PUBLIC_URL is not set: the aud check uses the scheme")
+
+
+def test_jwks_and_jku_urls_may_carry_a_query_fhir_servers_may_not(ec_key: Any) -> None:
+    jwks_url = "https://ehr.example.org/keys?tenant=7"
+    trusted = store({"iss": ISS, "jwks_url": jwks_url, "jku": [jwks_url + "&v=2"],
+                     "fhirServers": [FHIR]})
+    assert trusted.get(ISS).jwks_url == jwks_url
+    with pytest.raises(ConfigError, match=r'"fhirServers"\[0\]'):
+        store(entry(ec_key, fhirServers=[FHIR + "?tenant=7"]))
+
+
+def test_fetched_jwks_keeps_the_first_of_a_repeated_kid_and_the_keys_after_it(
+    ec_key: Any, other_ec_key: Any, clock: Clock
+) -> None:
+    first = public_jwk(ec_key)
+    repeated = {**public_jwk(other_ec_key), "kid": first["kid"]}
+    body = json.dumps({"keys": [first, repeated, public_jwk(other_ec_key)]}).encode()
+    verifier = _remote_verifier(RecordingSession(body), clock)
+    assert verifier.verify("Bearer " + token(ec_key), AUD).iss == ISS
+    assert verifier.verify("Bearer " + token(other_ec_key), AUD).iss == ISS
