@@ -195,3 +195,77 @@ def test_a_study_without_a_report_of_the_other_side_is_not_a_study_done():
     study(right, "DX", days=3, laterality={"system": DCM, "code": "R"})
     assert t_xr(assessed(left), "p1") == []
     assert len(t_xr(assessed(right), "p1")) == 1
+
+
+# --- edges found by `make mutants` on imaging.py (README "Mutation testing") -------------------
+# A report whose own code is not an imaging code takes its kind from its ImagingStudy: the
+# study's procedureCode, else a DICOM modality on the study or on any series (§2 "Imaging
+# findings"); the pattern counts for OM-2 only on a radiograph (§4 OM-2).
+
+def _uncoded_report(record: Record, study_ident: str, text: str) -> dict[str, Any]:
+    report = {"resourceType": "DiagnosticReport", "id": f"rep-{len(record.resources)}",
+              "status": "final", "code": {"text": "Imaging report"}, "subject": record.subject,
+              "effectiveDateTime": ago(5), "conclusion": text,
+              "imagingStudy": [{"reference": f"ImagingStudy/{study_ident}"}]}
+    record.add(report)
+    return report
+
+
+PATTERN_TEXT = "Cortical erosion and periosteal reaction at the second metatarsal base."
+
+
+@pytest.mark.parametrize(("where", "modality", "om2"), (
+    ("study", "DX", True), ("series", "DX", True), ("study", "MR", False),
+    ("series", "MR", False),
+))
+def test_a_reports_kind_comes_from_the_modality_of_its_study_or_series(where, modality, om2):
+    record = probe_positive_esr_normal(with_wound())
+    ident = study(record, modality)
+    if where == "study":
+        del record.resources[-1]["series"][0]["modality"]
+    else:
+        del record.resources[-1]["modality"]
+    _uncoded_report(record, ident, PATTERN_TEXT)
+    result = assessed(record)
+    assert result.fired("OM-2") is om2
+    assert result.fired("OM-4")  # OM-4 takes the pattern on any of XR, CT, MRI
+
+
+def test_the_studys_procedure_code_decides_before_its_modality():
+    record = probe_positive_esr_normal(with_wound())
+    ident = study(record, "MR")  # modality says MRI, the procedure code says foot radiograph
+    record.resources[-1]["procedureCode"] = [cc("http://www.ama-assn.org/go/cpt", *XR)]
+    _uncoded_report(record, ident, PATTERN_TEXT)
+    assert assessed(record).fired("OM-2")
+
+
+def test_report_text_held_in_a_result_observation_is_read():
+    """The report has no text of its own; its result Observation's valueString carries it."""
+    record = probe_positive_esr_normal(with_wound())
+    record.report(XR, 5, "", side="left")
+    report = record.resources[-1]
+    del report["conclusion"]
+    record.add({"resourceType": "Observation", "id": "rep-text", "status": "final",
+                "code": {"text": "Findings"}, "subject": record.subject,
+                "effectiveDateTime": ago(5), "valueString": PATTERN_TEXT})
+    report["result"] = [{"reference": "Observation/rep-text"}]
+    result = assessed(record)
+    assert result.fired("OM-2")
+    assert not any("carries no text" in note for note in result.facts.record.notes)
+
+
+def test_a_positive_result_finding_beats_the_reports_uncertain_text():
+    record = probe_positive_esr_normal(with_wound())
+    ident = finding(record, "om-imaging-pattern")
+    record.report(XR, 5, "Possible cortical erosion at the second metatarsal base.",
+                  side="left")
+    record.resources[-1]["result"] = [{"reference": f"Observation/{ident}"}]
+    assert assessed(record).fired("OM-2")
+
+
+def test_a_negative_result_finding_does_not_cancel_the_reports_positive_text():
+    record = probe_positive_esr_normal(with_wound())
+    ident = finding(record, "om-imaging-pattern", value=False)
+    record.report(XR, 5, PATTERN_TEXT, side="left")
+    record.resources[-1]["result"] = [{"reference": f"Observation/{ident}"}]
+    assert assessed(record).fired("OM-2")
