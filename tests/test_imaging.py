@@ -260,7 +260,10 @@ def test_a_positive_result_finding_beats_the_reports_uncertain_text():
     record.report(XR, 5, "Possible cortical erosion at the second metatarsal base.",
                   side="left")
     record.resources[-1]["result"] = [{"reference": f"Observation/{ident}"}]
-    assert assessed(record).fired("OM-2")
+    result = assessed(record)
+    assert result.fired("OM-2")  # uncertain counts as present (§2); the card says which
+    (report,) = result.facts.record.imaging
+    assert report.findings["om-imaging-pattern"] == "positive"
 
 
 def test_a_negative_result_finding_does_not_cancel_the_reports_positive_text():
