@@ -75,9 +75,10 @@ class Unavailable(CdsError):
 class FhirServerError(Exception):
     """The FHIR server timed out, refused, answered an error or something that is not FHIR JSON."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, outcome: str = "broken") -> None:
         super().__init__(message)
         self.message = message
+        self.outcome = outcome  # the FHIR request's outcome in the metrics (metrics.FHIR_OUTCOMES)
 
 
 class StartupError(Exception):

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import requests
 
+from . import metrics
 from .config import Settings
 from .fhir.client import make_session
 from .fhir.prefetch import ResolvedData, resolve
@@ -80,6 +81,7 @@ class Runtime:
         """Run one hook call and return its cards."""
         data = self.data_for(service, request, self.allowed_servers(client))
         cards = service.handler(request, data, self.now())
+        metrics.cards_returned(service.id, cards)
         if self.feedback is not None and cards:
             self.feedback.record_cards(service.id, cards,
                                        client=client.iss if client is not None else None)

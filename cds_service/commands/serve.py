@@ -3,6 +3,10 @@
 
 Each worker process reads whole requests on an event loop and runs the Flask app on them in
 ``--threads`` threads (``web.asgi``), so a slow client holds a socket, never a thread.
+
+Metrics (``GET /metrics``) are summed over the workers through one folder of this instance:
+``PROMETHEUS_MULTIPROC_DIR`` when set (emptied at start; give each instance its own), else a
+new temporary folder removed when the server stops (``cds_service.metrics``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +32,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import metrics
     from ..app import create_app
 
     if args.dev:
@@ -35,9 +42,17 @@ def run(args: argparse.Namespace) -> int:
     # One pseudonym key for every worker of this server, so a patient hashes alike in all of
     # them (set CDS_LOG_HASH_KEY to keep it across restarts too).
     os.environ.setdefault("CDS_LOG_HASH_KEY", secrets.token_hex(32))
-    create_app()  # fail fast, in the parent, on broken configuration or mappings
-    serve_with_gunicorn(worker_app, gunicorn_options(args.host, args.port, args.workers,
-                                                     args.threads, timeout))
+    given = os.environ.get(metrics.MULTIPROC_ENV)
+    folder = metrics.use_multiprocess_dir(given or tempfile.mkdtemp(prefix="cds-metrics-"))
+    master = os.getpid()
+    try:
+        create_app()  # fail fast, in the parent, on broken configuration or mappings
+        serve_with_gunicorn(worker_app, gunicorn_options(args.host, args.port, args.workers,
+                                                         args.threads, timeout))
+    finally:
+        # Workers leave gunicorn through here too (SystemExit): only the master tidies up.
+        if not given and os.getpid() == master:
+            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 
@@ -71,7 +86,14 @@ def gunicorn_options(host: str, port: int, workers: int, threads: int,
         # gunicorn 27 opens a control socket ($XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl) that
         # can reload or stop the server: nothing here uses it.
         "control_socket_disable": True,
+        "child_exit": _worker_exited,
     }
+
+
+def _worker_exited(server: Any, worker: Any) -> None:
+    from .. import metrics
+
+    metrics.worker_exited(server, worker)
 
 
 def serve_with_gunicorn(factory: Callable[[], Any], options: dict[str, Any]) -> None:

@@ -359,20 +359,14 @@ def card_row(service_id: str, card: Any, now: datetime) -> dict[str, Any] | None
     uuid = card.get("uuid")
     if not isinstance(uuid, str) or not uuid:
         return None
-    extension = card.get("extension")
-    extension = extension if isinstance(extension, dict) else {}
-    tma_card = extension.get("tma-card")
-    tma_card = tma_card if isinstance(tma_card, dict) else {}
-    assessment = extension.get("tma-bone-assessment")
-    assessment = assessment if isinstance(assessment, dict) else {}
-    kind = tma_card.get("kind")
+    tma_card, assessment = _extension(card, "tma-card"), _extension(card, "tma-bone-assessment")
     rules = tma_card.get("rules") or assessment.get("rules") or []
     suggestions = card.get("suggestions")
     indicator = card.get("indicator")
     return {
         "uuid": uuid,
         "service_id": service_id,
-        "kind": kind if isinstance(kind, str) and kind else UNKNOWN_KIND,
+        "kind": card_kind(card),
         "rules": ",".join(r for r in rules if isinstance(r, str)) if isinstance(rules, list)
         else "",
         "indicator": indicator if isinstance(indicator, str) else None,
@@ -382,6 +376,19 @@ def card_row(service_id: str, card: Any, now: datetime) -> dict[str, Any] | None
         ) if isinstance(suggestions, list) else "",
         "issued_at": now,
     }
+
+
+def card_kind(card: Any) -> str:
+    """The card's kind (``extension["tma-card"].kind``: assessment, next-tests, ...), or
+    ``unknown``: what the report and the metrics group cards by."""
+    kind = _extension(card, "tma-card").get("kind") if isinstance(card, dict) else None
+    return kind if isinstance(kind, str) and kind else UNKNOWN_KIND
+
+
+def _extension(card: dict[str, Any], key: str) -> dict[str, Any]:
+    extension = card.get("extension")
+    value = extension.get(key) if isinstance(extension, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
 # ===== Implementation details ===================================================================

@@ -26,6 +26,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .. import metrics
 from ..errors import FhirServerError
 from . import urls
 from .resources import bundle_resources, next_link
@@ -63,7 +64,7 @@ class FetchBudget:
     def exceeded(self) -> FhirServerError:
         return FhirServerError(
             f"FHIR data for this hook is larger than the limit of {self.max_bytes} bytes "
-            f"(CDS_FHIR_FETCH_MAX_BYTES)")
+            f"(CDS_FHIR_FETCH_MAX_BYTES)", outcome="too_large")
 
 
 def make_session(pool_size: int = 16) -> requests.Session:
@@ -103,11 +104,13 @@ def _read_body(response: requests.Response, until: float, budget: FetchBudget) -
     chunks = []
     while True:
         if time.monotonic() > until:
-            raise FhirServerError("FHIR server's answer came too slowly to finish in time")
+            raise FhirServerError("FHIR server's answer came too slowly to finish in time",
+                                  outcome="timeout")
         try:
             chunk = response.raw.read1(65536, decode_content=True)  # gzip is undone here
         except urllib3.exceptions.ReadTimeoutError:
-            raise FhirServerError("FHIR server stopped sending its answer") from None
+            raise FhirServerError("FHIR server stopped sending its answer",
+                                  outcome="timeout") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise FhirServerError(f"FHIR server broke off its answer ({type(exc).__name__})"
                                   ) from None
@@ -162,14 +165,29 @@ class FhirClient:
 
     def _get(self, url: str, accept: str, *, absent_ok: bool) -> tuple[bytes, str] | None:
         """GET ``url`` (already checked by :meth:`_url`): the body and its Content-Type, or
-        ``None`` for a 404 when ``absent_ok``. Never follows a redirect.
+        ``None`` for a 404 when ``absent_ok``. Never follows a redirect. Each call counts once
+        in the metrics, by outcome.
 
         :raises FhirServerError: saying what went wrong, in words fit for a card or a 412.
         """
+        outcome = "ok"
+        try:
+            got = self._request(url, accept, absent_ok=absent_ok)
+            if got is None:
+                outcome = "not_found"
+            return got
+        except FhirServerError as exc:
+            outcome = exc.outcome
+            raise
+        finally:
+            metrics.fhir_request(outcome)
+
+    def _request(self, url: str, accept: str, *, absent_ok: bool) -> tuple[bytes, str] | None:
         started = time.monotonic()
         remaining = self._deadline - started
         if remaining <= 0.05:
-            raise FhirServerError("the hook's time budget for FHIR requests is used up")
+            raise FhirServerError("the hook's time budget for FHIR requests is used up",
+                                  outcome="budget_exhausted")
         timeout = min(self._timeout, remaining)
         headers = {"Accept": accept}
         if self._token:
@@ -181,22 +199,26 @@ class FhirClient:
                 if 300 <= response.status_code < 400:
                     raise FhirServerError(
                         f"FHIR server answered HTTP {response.status_code}, a redirect, which "
-                        f"this service does not follow")
+                        f"this service does not follow", outcome="redirect")
                 if response.status_code == 404 and absent_ok:
                     return None
                 if response.status_code >= 400:
-                    raise FhirServerError(f"FHIR server answered HTTP {response.status_code}")
+                    raise FhirServerError(
+                        f"FHIR server answered HTTP {response.status_code}",
+                        outcome="http_5xx" if response.status_code >= 500 else "http_4xx")
                 content = _read_body(response, until=started + timeout, budget=self._budget)
                 return content, response.headers.get("Content-Type", "")
         except requests.Timeout:
-            raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s") from None
+            raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s",
+                                  outcome="timeout") from None
         except requests.RequestException as exc:
             # a read timeout with no retries left comes as ConnectionError(MaxRetryError)
             reason = getattr(exc.args[0] if exc.args else None, "reason", None)
             if isinstance(reason, urllib3.exceptions.ReadTimeoutError):
-                raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s"
-                                      ) from None
-            raise FhirServerError(f"FHIR server unreachable ({type(exc).__name__})") from None
+                raise FhirServerError(f"FHIR server did not answer within {timeout:.1f} s",
+                                      outcome="timeout") from None
+            raise FhirServerError(f"FHIR server unreachable ({type(exc).__name__})",
+                                  outcome="unreachable") from None
 
     def _get_json(self, url: str) -> dict[str, Any]:
         got = self._get(url, ACCEPT, absent_ok="?" not in url)  # a read may find nothing

@@ -9,7 +9,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from ..runtime import Runtime
-from . import body, cors, error_handlers, feedback, guards, routes
+from . import body, cors, error_handlers, feedback, guards, observe, routes
 
 
 class FastJSONProvider(DefaultJSONProvider):
@@ -32,6 +32,7 @@ def init_app(app: Flask, rt: Runtime) -> None:
     # MAX_CONTENT_LENGTH bytes, so a body of exactly max_body_bytes would get 413 (body.py).
     app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_body_bytes + 1
     cors.init_app(app, rt.settings.cors_origins)
+    observe.init_app(app)  # before the guard: a 401 is counted and timed too
     guards.init_app(app)
     app.register_blueprint(routes.bp)
     app.register_blueprint(feedback.bp)

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
+from .. import metrics
 from ..errors import Unavailable
 from ..feedback.model import parse_feedback
 from ..logs import LOGGER_NAME, log_event
@@ -43,6 +44,7 @@ def post_feedback(service_id: str) -> Response:
                   error=type(exc.orig or exc).__name__)
         raise Unavailable(
             "feedback could not be stored right now; nothing was kept, please retry") from None
+    metrics.feedback_stored(service_id, result.stored, result.duplicates)
     log_event(log, logging.INFO, "feedback.stored", **fields, stored=result.stored,
               duplicates=result.duplicates, unknown=result.unknown,
               duration_ms=round((time.perf_counter() - started) * 1000, 1))

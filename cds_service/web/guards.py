@@ -1,7 +1,9 @@
 """Authentication of CDS clients at the HTTP edge (cds-hooks-2.0.md §6.7).
 
-Every request needs a valid client JWT when authentication is on, except the two that carry no
-patient data: discovery (``GET /cds-services``) and liveness (``GET /healthz``). CORS preflight
+Every request needs a valid client JWT when authentication is on, except those that carry no
+patient data: discovery (``GET /cds-services``), the probes (``GET /healthz``, ``GET /readyz``)
+and the Prometheus scrape (``GET /metrics``; a scraper sends no JWT, so keep the path off the
+public network: README, Deploying). CORS preflight
 (``OPTIONS``) is answered by ``cors`` before this guard runs, and is skipped here too. Deny by
 default: a route added later is protected without anyone remembering to protect it.
 
@@ -16,7 +18,7 @@ from flask import Flask, current_app, g, request
 
 from ..auth import audience_for
 
-OPEN_PATHS = frozenset({"/cds-services", "/healthz"})  # for GET and HEAD only
+OPEN_PATHS = frozenset({"/cds-services", "/healthz", "/readyz", "/metrics"})  # GET and HEAD only
 
 
 def needs_token(method: str, path: str) -> bool:
@@ -26,6 +28,7 @@ def needs_token(method: str, path: str) -> bool:
     - ``needs_token("POST", "/cds-services/tma-bone-assessment")`` -> ``True``
     - ``needs_token("POST", "/cds-services/tma-bone-assessment/feedback")`` -> ``True``
     - ``needs_token("GET", "/cds-services")`` -> ``False``
+    - ``needs_token("GET", "/metrics")`` -> ``False``
     - ``needs_token("OPTIONS", "/cds-services/tma-bone-assessment")`` -> ``False``
     - ``needs_token("GET", "/app/launch")`` -> ``False`` (SMART app: the EHR authorises it)
     """

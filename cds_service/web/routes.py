@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import CdsError
+from ..errors import CdsError, Unavailable
 from ..hooks import parse_request, peek_hook
 from ..logs import LOGGER_NAME, log_event, pseudonym
 from ..runtime import Runtime
@@ -25,7 +26,22 @@ def runtime() -> Runtime:
 
 @bp.get("/healthz")
 def healthz() -> Response:
+    """Liveness: the process answers. Nothing else is checked (a database outage must not get
+    every instance restarted)."""
     return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Readiness: this instance can use its database (``SELECT 1``); 503 OperationOutcome when
+    not, so the load balancer sends it no calls until it can."""
+    try:
+        runtime().database.ping()
+    except SQLAlchemyError as exc:
+        log_event(log, logging.WARNING, "ready.database_unreachable",
+                  error=type(getattr(exc, "orig", None) or exc).__name__)
+        raise Unavailable("this instance cannot reach its database; it is not ready") from None
+    return jsonify({"status": "ready"})
 
 
 @bp.get("/cds-services")
