@@ -143,3 +143,22 @@ def postgres_url() -> Iterator[str]:
     finally:
         subprocess.run([BASH, str(PG_SCRIPT), "stop", values["dir"]],
                        capture_output=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> str:
+    """A new, empty database on the session's PostgreSQL server (its URL)."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from cds_service.db import Database
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = Database(postgres_url)
+    try:
+        with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.close()
+    return postgres_url.rsplit("/", 1)[0] + "/" + name

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from cds_service.auth import TokenVerifier, TrustStore
@@ -37,6 +33,7 @@ from cds_service.commands.dev_token import (
 from cds_service.db import SCHEMA_VERSION, Database, schema_version
 from cds_service.errors import ClientNotTrusted, Unavailable
 from cds_service.replay_cache import DatabaseReplayCache, jti_seen
+from tests.support.serve import Serve
 
 ISS = "https://ehr.example.org"
 T0 = 1_800_000_000.0
@@ -56,15 +53,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/shared.db"
         return
-    server = request.getfixturevalue("postgres_url")
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = Database(server)
-    try:
-        with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.close()
-    yield server.rsplit("/", 1)[0] + "/" + name
+    yield request.getfixturevalue("fresh_postgres_url")
 
 
 @pytest.fixture
@@ -233,52 +222,6 @@ def test_instances_starting_together_create_the_schema_once(url: str) -> None:
 # ----- two real servers on one database -----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Serve:
-    """``cds-service serve --workers 2`` on 127.0.0.1 with authentication on."""
-
-    def __init__(self, workdir: Path, env: dict[str, str], name: str) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / f"{name}.log"
-        cli = Path(sys.executable).parent / "cds-service"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [str(cli), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--workers", "2", "--threads", "4"],
-                cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode}: {self.tail()}")
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"serve did not answer /healthz in time: {self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
-
-
 PUBLIC = "https://cds.example.org"
 PATH = "/cds-services/tma-bone-assessment/feedback"
 
@@ -303,12 +246,11 @@ def test_a_token_replayed_over_20_connections_is_accepted_once_across_instances(
     env = {**os.environ, "CDS_AUTH_REQUIRED": "true", "CDS_TRUSTED_ISSUERS": str(issuers),
            "CDS_PUBLIC_URL": PUBLIC, "CDS_DATABASE_URL": f"sqlite:///{tmp_path}/shared.db",
            "CDS_LOG_FORMAT": "json"}
-    first = Serve(tmp_path, env, "first")
-    second = Serve(tmp_path, env, "second")
+    first = Serve(tmp_path, env, "first").start()
+    second = Serve(tmp_path, env, "second").start()
     try:
-        deadline = time.monotonic() + 30
-        first.wait_ready(deadline)
-        second.wait_ready(deadline)
+        first.wait_ready()
+        second.wait_ready()
         token = mint_token(key, iss=DEV_ISSUER, aud=PUBLIC + PATH, kid=kid)
         with concurrent.futures.ThreadPoolExecutor(10) as pool:
             statuses = list(pool.map(lambda _: _post_fresh_connection(first.base, token),

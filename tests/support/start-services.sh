@@ -15,3 +15,6 @@ bash tests/support/fhir-server.sh install || service_missing "FHIR server sekmet
 bash tests/support/browser.sh install || service_missing Chromium \
     "tests/support/browser.sh install failed (see above)" \
     "bash tests/support/browser.sh install (root, apt-get)"
+bash tests/support/nginx.sh install || service_missing nginx \
+    "tests/support/nginx.sh install failed (see above)" \
+    "apt-get install nginx-light (as root)"
