@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     # One pseudonym key for every worker of this server, so a patient hashes alike in all of
     # them (set CDS_LOG_HASH_KEY to keep it across restarts too).
     os.environ.setdefault("CDS_LOG_HASH_KEY", secrets.token_hex(32))
+    create_app()  # fail fast, in the parent, on broken configuration or mappings
     given = os.environ.get(metrics.MULTIPROC_ENV)
     folder = metrics.use_multiprocess_dir(given or tempfile.mkdtemp(prefix="cds-metrics-"))
     master = os.getpid()
     try:
-        create_app()  # fail fast, in the parent, on broken configuration or mappings
         serve_with_gunicorn(worker_app, gunicorn_options(args.host, args.port, args.workers,
                                                          args.threads, timeout))
     finally:
