@@ -98,9 +98,18 @@ class CardSpec:
     links: Sequence[tuple[str, str, str]] = ()  # (label, absolute url, type "absolute"|"smart")
 
 
+# Runs of white space other than the no-break space that keeps "15 Nov" on one line.
+_SPACES = re.compile(r"[^\S\u00a0]+")
+
+
+def one_line(text: str) -> str:
+    """White space runs as one space, ends trimmed; no-break spaces kept (dates never wrap)."""
+    return _SPACES.sub(" ", text).strip(" ")
+
+
 def shorten(text: str, limit: int = SUMMARY_MAX) -> str:
     """Cut ``text`` to fewer than 140 characters at a word boundary (spec: summary < 140)."""
-    text = " ".join(text.split())
+    text = one_line(text)
     if len(text) <= limit:
         return text
     cut = text[: limit - 1].rsplit(" ", 1)[0]
@@ -144,9 +153,10 @@ RECORD_TEXT_MAX = 120  # characters of one piece of record text shown on a card
 
 
 def plain(text: object, limit: int = RECORD_TEXT_MAX) -> str:
-    """Record text for a plain-text field (summary, label): one line, printable, bounded."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    cleaned = " ".join(cleaned.split())
+    """Record text for a plain-text field (summary, label): one line, printable (and no-break
+    spaces), bounded."""
+    cleaned = one_line("".join(ch if ch.isprintable() or ch == "\u00a0" else " "
+                               for ch in str(text)))
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
 
 

@@ -453,7 +453,8 @@ def nsaid_record(egfr: float = 75, egfr_days: float = 5) -> Record:
 
 def nsaid_failures(record: Record) -> list[str]:
     facts = facts_of(record)
-    return gates.nsaid_gate_failures(facts, "renal-impairment" in assess(facts).flags)
+    return [g.text for g in gates.nsaid_gate_failures(facts, "renal-impairment"
+                                                      in assess(facts).flags)]
 
 
 def test_every_nsaid_gate_passes_on_a_clean_record():
@@ -717,11 +718,12 @@ def test_advanced_ckd_with_a_low_egfr_names_the_egfr_once():
     record = nsaid_record(24)
     record.condition(*CKD, days=900)
     [failure] = nsaid_failures(record)  # the eGFR, 5 days before 2026-11-20; no CKD line
-    assert failure.startswith("eGFR 24 ") and failure.endswith(" on 2026-11-15")
+    # a readable date that never wraps (clinical-rules.md §11), and the threshold it is below
+    assert failure.startswith("eGFR 24 ") and failure.endswith(" on 15\u00a0Nov (below 30)")
 
 
 def test_gate_phrases_name_what_failed():
-    """The card names each failing gate (§9: "NSAID not advised: eGFR 24 on 2026-11-20; ...")."""
+    """The card names each failing gate (§9: "NSAID not advised: eGFR 24 on 20 Nov; ...")."""
     no_egfr = base(200)
     assert nsaid_failures(no_egfr) == ["no eGFR in the last 30 days"]
     aki = nsaid_record()
@@ -734,4 +736,4 @@ def test_gate_phrases_name_what_failed():
     assert nsaid_failures(cabg) == ["coronary artery bypass graft on record"]
     apixaban = nsaid_record()
     apixaban.medication("1364430", "apixaban 5 MG Oral Tablet")
-    assert nsaid_failures(apixaban) == ["apixaban 5 MG Oral Tablet active"]
+    assert nsaid_failures(apixaban) == ["apixaban 5 MG Oral Tablet active (anticoagulant)"]

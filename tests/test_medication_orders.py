@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from test_order_hooks import add, bundle, check, med, rules_of
 
+from cds_service.preview import markdown_text
+
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # (code, name) exactly as in tests/data/rxnorm-sandbox-medications.json
 ANTIBIOTICS = (
@@ -74,7 +76,9 @@ def test_apixaban_draft_at_scd_level_fails_the_anticoagulant_gate() -> None:
     specs = check("ho-mature-nsaid-gates-pass",
                   bundle(med("indo", *INDOMETHACIN), med("apix", *APIXABAN_SCD)))
     assert rules_of(specs) == ["O-NSAID"]
-    assert "apixaban 5 MG Oral Tablet (draft order)" in specs[0].summary
+    assert "apixaban (draft)" in specs[0].summary  # the summary names the drug; the detail
+    assert "apixaban 5 MG Oral Tablet (draft order, anticoagulant)" in markdown_text(
+        specs[0].detail)  # every gate, in full
 
 
 def test_active_warfarin_at_scd_level_fails_the_anticoagulant_gate() -> None:
@@ -86,7 +90,9 @@ def test_active_warfarin_at_scd_level_fails_the_anticoagulant_gate() -> None:
     specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN)),
                   change=add(warfarin))
     assert rules_of(specs) == ["O-NSAID"]
-    assert "Warfarin Sodium 5 MG Oral Tablet active" in specs[0].summary
+    assert specs[0].summary == "Indomethacin not advised: Warfarin"
+    assert "Warfarin Sodium 5 MG Oral Tablet active (anticoagulant)" in markdown_text(
+        specs[0].detail)
 
 
 def test_an_unidentified_draft_is_never_a_passed_gate() -> None:
@@ -95,8 +101,11 @@ def test_an_unidentified_draft_is_never_a_passed_gate() -> None:
                    {"system": RXNORM, "code": "99999999"}]}}
     specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN), unknown))
     assert rules_of(specs) == ["O-NSAID"]
-    assert "could not be identified" in specs[0].summary
-    assert "mystery" in specs[0].detail and "not assumed safe" in specs[0].detail
+    assert "an unidentified draft drug" in specs[0].summary
+    # named by its code, not by its resource id (clinical-rules.md §11)
+    detail = markdown_text(specs[0].detail)
+    assert "medication coded 99999999 (draft order) could not be identified" in detail
+    assert "not assumed safe" in detail and "mystery" not in detail
 
 
 def test_text_only_vancomycin_reaches_o_vanc_with_the_text_dose() -> None:

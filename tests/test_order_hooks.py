@@ -30,7 +30,7 @@ from cds_service.config import DEFAULT_MAPPINGS_DIR
 from cds_service.errors import RequestInvalid
 from cds_service.fhir.resources import bundle_resources
 from cds_service.mappings import load_mappings
-from cds_service.preview import visible_text
+from cds_service.preview import markdown_text, visible_text
 from cds_service.replay import build_request, record_time
 from tests.support.golden import check_golden
 
@@ -354,8 +354,12 @@ def test_o_nsaid_names_each_failing_gate_and_deletes_the_draft() -> None:
     for hook in ("order-select", "order-sign"):
         (spec,) = check("ho-present-nsaid-gates-fail", draft, hook)
         assert spec.rules == ["O-NSAID"] and spec.indicator == "warning"
-        for gate in ("eGFR 24", "gastrointestinal bleeding on record", "apixaban active"):
-            assert gate in spec.summary and gate in spec.detail
+        # the summary names each gate briefly, the detail in full (clinical-rules.md §11)
+        assert spec.summary == ("Indomethacin not advised: eGFR 24 on 15\u00a0Nov, GI bleeding "
+                                "and apixaban")
+        for gate in ("eGFR 24 mL/min/1.73 m² on 15 Nov (below 30)",
+                     "gastrointestinal bleeding on record", "apixaban active (anticoagulant)"):
+            assert f"- {gate}" in markdown_text(spec.detail)
         (suggestion,) = spec.suggestions
         (action,) = suggestion.actions
         assert (action.type, action.resource_id, action.resource) == (
@@ -371,7 +375,7 @@ def test_o_nsaid_counts_other_draft_orders_as_gates() -> None:
     draft = bundle(med("indo", *INDOMETHACIN, 25), med("w", "11289", "warfarin"))
     (spec,) = check("ho-mature-nsaid-gates-pass", draft, "order-select",
                     ["MedicationRequest/indo"])
-    assert "warfarin (draft order)" in visible_text(render(spec))
+    assert "warfarin (draft order, anticoagulant)" in visible_text(render(spec))
 
 
 def test_o_nsaid_deletes_a_dstu2_medication_order_by_its_own_type() -> None:
@@ -404,7 +408,8 @@ def test_o_vanc_warns_when_weight_or_renal_data_is_missing() -> None:
                     if s.rules == ["O-VANC"]]
     assert no_weight.indicator == "warning"
     assert "no weight in the last 30 days" in no_weight.summary
-    assert "no creatinine or eGFR in the last 7 days" in no_weight.detail
+    assert "no creatinine or eGFR in the last 7 days" in no_weight.summary
+    assert "dosing needs a weight (30 days) and creatinine or eGFR (7 days)" in no_weight.detail
     assert no_weight.override_reasons
     (no_renal,) = check("om-biopsy-done-70kg", bundle(med("v", *VANCOMYCIN, 1200)),
                         change=drop("Observation", "98979-8"))
@@ -490,15 +495,19 @@ def test_every_card_is_an_order_check_with_the_assessment() -> None:
     specs = check("crp-mg-dl-wound", draft)
     a, _ = assessed("crp-mg-dl-wound")
     assert rules_of(specs) == ["O-ABX", "O-VANC"]
+    shown = []
     for spec in specs:
         card = render(spec)
         assert len(card["summary"]) < 140
         assert card["extension"]["tma-card"]["kind"] == "order-check"
         assert card["extension"]["tma-bone-assessment"] == a.extension()
-        # named in words, not by its id (clinical-rules.md §11)
-        assert "a nutrition order is not a medication or service order" in visible_text(card)
+        shown.append(visible_text(card))
         if card["indicator"] == "warning":
             assert all(r["display"] for r in card["overrideReasons"])
+    # the entries not checked are named in words, not by id, once per response
+    notes = "a nutrition order (not a medication or service order)"
+    assert [notes in text for text in shown].count(True) == 1
+    assert "NutritionOrder/" not in "".join(shown)
 
 
 #####################################################################

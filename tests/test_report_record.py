@@ -9,6 +9,7 @@ import base64
 import pytest
 
 from cds_service.clinical.record import Record as ClinicalRecord
+from cds_service.preview import markdown_text
 from fixtures.build import BONE_SCAN, ESR, MRI, SNOMED, XR, cc
 from tests.conftest import CLOCK
 from tests.test_rules import MAPPINGS, assessed, base, with_wound
@@ -277,4 +278,5 @@ def test_a_report_attachment_by_url_is_read_from_the_same_server_only(httpserver
     card = response.get_json()["cards"][0]
     assert card["extension"]["tma-bone-assessment"]["osteomyelitis"] == "probable"  # OM-2
     assert [r.path for r, _ in httpserver.log] == ["/fhir/Binary/xr1"]  # never the other host
-    assert "attachment given by url could not be fetched" in card["detail"]
+    assert "Foot radiograph): attachment 1 is given by url and could not be fetched" in \
+        markdown_text(card["detail"])

@@ -213,14 +213,15 @@ def test_attachment_text(form, expected):
 
 
 @pytest.mark.parametrize(("form", "reason"), (
-    ({"contentType": "application/pdf", "data": "JVBERi0="}, "format application/pdf is not read"),
+    ({"contentType": "application/pdf", "data": "JVBERi0="},
+     "is in a format not read (application/pdf)"),
     ({"contentType": "text/plain", "url": "Binary/1"},
-     "attachment given by url could not be fetched"),
+     "is given by url and could not be fetched"),
     ({"contentType": "text/plain; charset=x-unknown", "data": "YQ=="},
-     "text could not be decoded (x-unknown)"),
+     "could not be decoded (x-unknown)"),
     ({"contentType": "text/plain; charset=utf-8", "data": base64.b64encode(b"\xff\xfe\xfa")
-      .decode()}, "text could not be decoded (utf-8)"),
-    ({"data": "YQ=="}, "format unknown is not read"),
+      .decode()}, "could not be decoded (utf-8)"),
+    ({"data": "YQ=="}, "is in a format not read (unknown)"),
 ))
 def test_unreadable_attachments_say_why(form, reason):
     assert attachment_text(form) == (None, reason)
@@ -249,7 +250,7 @@ def test_report_texts_lists_unread_forms_by_number_without_their_text():
     got = report_texts({"presentedForm": [_attachment("text/plain", "ok"),
                                           {"contentType": "image/png", "data": "AAAA"}]})
     assert got.texts == [("findings", "ok")]
-    assert got.unread == ["presentedForm 2: format image/png is not read"]
+    assert got.unread == ["attachment 2 is in a format not read (image/png)"]
 
 
 def test_content_type_and_decode_helpers():
@@ -305,8 +306,8 @@ def test_an_overlong_text_is_read_in_part_and_noted():
     got = report_texts({"conclusion": "Osteomyelitis. " + "x " * MAX_TEXT})
     assert len(got.texts[0][1]) == MAX_TEXT
     assert READER.read_report(got.texts)[OM] == P
-    assert got.unread == ["conclusion: longer than 100,000 characters, only the first part was "
-                          "read"]
+    assert got.unread == ["the conclusion is longer than 100,000 characters: only the first part "
+                          "was read"]
 
 
 @pytest.mark.parametrize("text", ("Increased 18F-FDG uptake in the cuboid.",

@@ -153,7 +153,7 @@ def parse_bundle(bundle: Mapping[str, Any], mappings: MappingTable, notes: list[
     """Every readable draft order of a Bundle (or of a bare order resource)."""
     kind = bundle.get("resourceType")
     if isinstance(kind, str) and kind in MEDICATION_TYPES | SERVICE_TYPES:
-        notes.append("draftOrders is a single resource, not a Bundle; read as one order")
+        notes.append("draftOrders came as a single resource, not a Bundle; read as one order")
         bundle = {"resourceType": "Bundle", "entry": [{"resource": bundle}]}
     elif bundle.get("resourceType") != "Bundle":
         notes.append(f"draftOrders is not a Bundle (resourceType "
@@ -183,7 +183,7 @@ def parse_bundle(bundle: Mapping[str, Any], mappings: MappingTable, notes: list[
         if order is None:
             continue
         if patient_id is not None and is_about_another_patient(order.resource, patient_id):
-            notes.append(f"{order.ref} is for another patient; not checked")
+            notes.append(f"{order.ref} (for another patient)")
             continue
         orders.append(order)
     return orders
@@ -194,17 +194,17 @@ def read_order(resource: Any, mappings: MappingTable,
                where: str) -> DraftOrder | None:
     """One draft order, or ``None`` (with a note) when it is not an order this service reads."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-        notes.append(f"{where} holds no FHIR resource; skipped")
+        notes.append(f"{where} (empty)")
         return None
     kind = resource["resourceType"]
     ident = resource.get("id") if isinstance(resource.get("id"), str) else None
     ref = f"{kind}/{ident or '?'}"
     if kind not in MEDICATION_TYPES | SERVICE_TYPES:
-        notes.append(f"{ref} is not a medication or service order; not checked")
+        notes.append(f"{ref} (not a medication or service order)")
         return None
     status = resource.get("status") if isinstance(resource.get("status"), str) else None
     if status in NOT_PLACED:
-        notes.append(f"{ref} has status {status}; not checked")
+        notes.append(f"{ref} (status {status})")
         return None
     if kind in MEDICATION_TYPES:
         return _medication_order(resource, kind, ident, status, mappings, medications)

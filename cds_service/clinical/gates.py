@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from . import facts as th
 from .facts import Facts
-from .vocabulary import UNIDENTIFIED_ACTIVE_GATE, unidentified_medication
+from .vocabulary import (
+    GATE_CLASS_WORDS,
+    GATE_CONDITION_WORDS,
+    UNIDENTIFIED_ACTIVE_GATE,
+    UNIDENTIFIED_ACTIVE_SHORT,
+    day_month,
+    drug_word,
+    unidentified_medication,
+)
 
 # Conditions that forbid an NSAID when on record at all (openFDA indomethacin labels: boxed
 # warning for CV thrombotic events and GI bleeding; contraindicated in the CABG setting).
@@ -12,37 +22,51 @@ NSAID_CONDITION_GATES = ("heart-failure", "myocardial-infarction", "gi-bleeding"
 NSAID_MEDICATION_GATES = ("anticoagulant", "antiplatelet", "systemic-corticosteroid", "ssri")
 
 
-def _date(facts: Facts, when) -> str:  # type: ignore[no-untyped-def]
-    return when.date().isoformat() if when else "date unknown"
+@dataclass(frozen=True)
+class GateFailure:
+    """A failing NSAID gate in plain words (plain text: it may carry record text such as a drug
+    name, so escape it where shown): ``text`` for the card's list, ``short`` for its summary."""
+
+    text: str
+    short: str
 
 
-def nsaid_gate_failures(facts: Facts, renal_flag: bool) -> list[str]:
-    """Return one phrase per NSAID gate that fails or cannot be decided (an active medication
-    whose drug could not be identified may be an anticoagulant, antiplatelet, corticosteroid or
-    SSRI: clinical-rules.md §2 "Medications", never assumed safe); empty when every gate
-    passes."""
+def nsaid_gate_failures(facts: Facts, renal_flag: bool) -> list[GateFailure]:
+    """One failure per NSAID gate that fails or cannot be decided, with readable dates ("eGFR 24
+    mL/min/1.73 m² on 15 Nov (below 30)", "apixaban active (anticoagulant)"); an active
+    medication whose drug could not be identified may be an anticoagulant, antiplatelet,
+    corticosteroid or SSRI (clinical-rules.md §2 "Medications": never assumed safe). Empty when
+    every gate passes."""
     record = facts.record
-    failures: list[str] = []
+    failures: list[GateFailure] = []
+    low = th.EGFR_RENAL_IMPAIRMENT
     if facts.egfr is None:
-        failures.append("no eGFR in the last 30 days")
-    elif (facts.egfr.value or 0) < th.EGFR_RENAL_IMPAIRMENT:
-        failures.append(f"eGFR {facts.egfr.shown_value()} on {_date(facts, facts.egfr.when)}")
-    if renal_flag and not (facts.egfr and (facts.egfr.value or 0) < th.EGFR_RENAL_IMPAIRMENT):
-        failures.append("advanced chronic kidney disease on record")
+        failures.append(GateFailure("no eGFR in the last 30 days", "no recent eGFR"))
+    elif (facts.egfr.value or 0) < low:
+        when = day_month(facts.egfr.when, record.now)
+        value = facts.egfr.shown_value()
+        failures.append(GateFailure(f"eGFR {value} on {when} (below {low:g})",
+                                    f"eGFR {value.split()[0]} on {when}"))
+    if renal_flag and not (facts.egfr and (facts.egfr.value or 0) < low):
+        failures.append(GateFailure("advanced chronic kidney disease on record", "advanced CKD"))
     if record.condition_is_recent_or_active("acute-kidney-injury", th.AKI_ONSET):
-        failures.append("acute kidney injury (active or in the last 90 days)")
+        failures.append(GateFailure("acute kidney injury (active or in the last 90 days)",
+                                    "recent acute kidney injury"))
     for concept in NSAID_CONDITION_GATES:
         if record.conditions(concept, scope="on-record"):
-            failures.append(f"{record.mappings.label(concept).lower()} on record")
+            failures.append(GateFailure(f"{record.mappings.label(concept).lower()} on record",
+                                        GATE_CONDITION_WORDS[concept]))
     if record.procedures("cabg"):
-        failures.append("coronary artery bypass graft on record")
+        failures.append(GateFailure("coronary artery bypass graft on record", "CABG"))
     for concept in NSAID_MEDICATION_GATES:
         for med in record.medications(concept, keep_invalid=True):
             name = (med.text or med.label).replace(" (active)", "")
-            failures.append(f"{name} active")
+            failures.append(GateFailure(f"{name} active ({GATE_CLASS_WORDS[concept]})",
+                                        drug_word(name)))
     for unknown in record.unidentified_medications():  # never assumed safe (§2 "Medications")
-        failures.append(UNIDENTIFIED_ACTIVE_GATE.format(
-            medication=unidentified_medication(unknown.text, unknown.codes)))
+        failures.append(GateFailure(UNIDENTIFIED_ACTIVE_GATE.format(
+            medication=unidentified_medication(unknown.text, unknown.codes)),
+            UNIDENTIFIED_ACTIVE_SHORT))
     return failures
 
 

@@ -173,7 +173,7 @@ class ImagingMixin:
                 reported_studies.add(str(study.get("id")))
             for reason in item.unread:
                 self.notes.append(f"{item.ref} ({self.mappings.label(kind)}): {reason}; "
-                                  "its findings are unknown (not counted as negative)")
+                                  "findings unknown, not counted as negative")
             reports.append(item)
         for ident, study in self._studies.items():
             if ident in reported_studies:

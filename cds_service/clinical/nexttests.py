@@ -10,6 +10,7 @@ from . import facts as th
 from .orders import ORDERABLES, service_request
 from .rules import Assessment
 from .sources import ACR_2019, EANM_2024, IWGDF_2023, LLEWELLYN_2020, SHEHAB_2002, SVS_2016
+from .vocabulary import PROBE_TO_BONE_ADVICE, TEST_WORDS
 
 RECENT_DAYS = 28  # a test done this recently is not suggested again (clinical-rules.md §8)
 MRI_QUESTION = "Osteomyelitis versus heterotopic ossification or post-surgical change"
@@ -143,8 +144,15 @@ def probe_to_bone_advice(a: Assessment) -> str | None:
         return None
     if a.facts.record.coded("probe-to-bone", 14):
         return None
-    return ("Do a probe-to-bone test at the bedside and chart the result (none in the last 14 "
-            "days).")
+    return PROBE_TO_BONE_ADVICE
+
+
+def short_name(suggestion: Suggestion) -> str:
+    """The short name of what a suggestion orders ("foot radiograph", "CRP"), for summaries."""
+    for key, orderable in ORDERABLES.items():
+        if suggestion.codes and suggestion.codes[0] == "|".join(orderable.codings[0][:2]):
+            return TEST_WORDS[key]
+    return suggestion.label.removeprefix("Order ")
 
 
 SOURCES = (IWGDF_2023, ACR_2019, SVS_2016, EANM_2024, LLEWELLYN_2020, SHEHAB_2002)

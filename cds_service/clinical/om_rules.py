@@ -21,6 +21,7 @@ from .sources import (
     TIEGS_HEIDEN_2023,
     XU_2020,
 )
+from .vocabulary import not_discriminating
 
 #####################################################################
 # Safety rules (clinical-rules.md §5)
@@ -237,13 +238,4 @@ def om_8(facts: Facts) -> RuleResult:
         noted.append(facts.alp)
     if not noted:
         return _no("OM-8")
-    return RuleResult("OM-8", True, "Not discriminating, so not used for the tier: "
-                      + ", ".join(sorted({_note_name(n) for n in noted})) + ".",
-                      tuple(noted), DINH_2008)
-
-
-def _note_name(finding: Finding) -> str:
-    return {"three-phase-bone-scan": "a three-phase bone scan (specificity about 0.28)",
-            "body-temperature": "fever", "wbc": "white cell count",
-            "crp": "CRP without a wound or imaging pattern",
-            "alkaline-phosphatase": "alkaline phosphatase"}.get(finding.concept, finding.label)
+    return RuleResult("OM-8", True, not_discriminating(noted), tuple(noted), DINH_2008)

@@ -30,10 +30,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..cards import Action, CardSpec, Suggestion, md, plain
+from ..fhir.resources import codings
 from . import facts as th
+from . import vocabulary as v
 from .draft_orders import DraftOrder, DraftOrders
 from .gates import (
     NSAID_MEDICATION_GATES,
+    GateFailure,
     fixed_dosing_inappropriate,
     mg,
     nsaid_gate_failures,
@@ -43,23 +46,7 @@ from .gates import (
 )
 from .nexttests import RECENT_DAYS, t_bx, t_mri, t_scan_ho
 from .rules import Assessment
-from .sources import (
-    ACR_2019,
-    BUTALIA_2008,
-    DINH_2008,
-    GADOLINIUM,
-    HIP_HO_REVIEW,
-    IWGDF_2023,
-    IWGDF_SEVERITY,
-    JFAS_2015,
-    JFAS_2016,
-    OPENFDA_NSAID,
-    ORZEL_1985,
-    PRIOR_ANTIBIOTICS,
-    RYBAK_2020,
-    SVS_2016,
-)
-from .vocabulary import note_text
+from .vocabulary import drug_word, ho_state, join_words, note_text, om_state
 
 KIND = "order-check"
 # Override reasons (CDS Hooks 2.0 Coding; display is required). Codes are the project's own.
@@ -80,14 +67,14 @@ REASONS = {
     "O-VANC": ("pharmacy-dosing", "clinically-unstable"),
     "O-SCAN": ("mri-contraindicated", "benefit-outweighs-risk", "patient-declined"),
 }
+SUMMARY_BUDGET = 139  # a summary is under 140 characters (CDS Hooks 2.0)
 
 
 def _card(rule: str, summary: str, indicator: str, lines: Sequence[str], a: Assessment,
-          notes: Sequence[str], suggestions: Sequence[Suggestion] = ()) -> CardSpec:
-    detail = list(lines)
-    if notes:
-        detail.append("**Draft orders not read:** " + "; ".join(note_text(n) for n in notes)
-                      + ".")
+          suggestions: Sequence[Suggestion] = ()) -> CardSpec:
+    """An O-* card: the lines, then its rule id as a short trailing reference (the assessment's
+    rule ids are in the extension object the card carries; clinical-rules.md §11)."""
+    detail = [*lines, v.RULES_LINE.format(rules=rule)]
     reasons = [(code, OVERRIDE[code]) for code in REASONS[rule]] if indicator != "info" else []
     return CardSpec(summary, indicator, "\n\n".join(detail), KIND, [rule], list(suggestions),
                     "any", reasons, a.extension())
@@ -98,13 +85,17 @@ def _default_indicator(hook: str) -> str:
 
 
 def _names(orders: Sequence[DraftOrder]) -> str:
-    return ", ".join(dict.fromkeys(md(o.label) for o in orders))
+    return ", ".join(dict.fromkeys(md(order_name(o)) for o in orders))
 
 
-def _state(a: Assessment) -> str:
-    return (f"Osteomyelitis **{a.osteomyelitis}**, heterotopic ossification "
-            f"**{a.heterotopic_ossification}**"
-            + (f" (rules {', '.join(a.rule_ids)})" if a.rule_ids else "") + ".")
+def order_name(order: DraftOrder) -> str:
+    """What a draft order is, for people: its label, or "medication coded 99999999" when the
+    order names its drug by a code only (plain text; escape it where shown)."""
+    if order.label not in ("medication", "service order"):
+        return order.label
+    concept = order.resource.get("medicationCodeableConcept") or order.resource.get("code")
+    codes = [c.get("code") for c in codings(concept) if isinstance(c.get("code"), str)]
+    return f"{order.label} coded {codes[0]}" if codes else order.label
 
 
 #####################################################################
@@ -124,22 +115,12 @@ def o_abx(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> lis
     biopsy = t_bx(a, patient_id)  # empty unless OM probable/possible and no biopsy/culture yet
     if not biopsy:
         return []
-    lines = [
-        f"Draft order: **{_names(antibiotics)}**. {_state(a)}",
-        "In a clinically stable patient, take bone for culture **and** histology before the "
-        "first antibiotic dose: antibiotics lower the culture yield, and the culture decides the "
-        f"agent and the duration. *({IWGDF_2023.cite()}; {SVS_2016.cite()}; "
-        f"{PRIOR_ANTIBIOTICS.cite()})*",
-        "Percutaneous biopsy through intact skin away from the ulcer. If the patient is unstable, "
-        f"do not delay antibiotics. *({IWGDF_SEVERITY.cite()})*",
-    ]
+    state = f"{om_state(a.osteomyelitis)}, no bone biopsy since surgery"
+    lines = [v.ORDERED_WHILE.format(order=_names(antibiotics), state=state),
+             v.ABX_BEFORE_FIRST_DOSE, v.ABX_UNSTABLE]
     if "recent-antibiotics" in a.flags:
-        lines.append("Antibiotics were already given in the last 14 days: culture yield is "
-                     "already lower; an antibiotic-free window may help. "
-                     f"*({PRIOR_ANTIBIOTICS.cite()})*")
-    return [_card("O-ABX", "Obtain bone biopsy for culture and histology before starting "
-                  "antibiotics if clinically stable", _default_indicator(hook), lines, a,
-                  drafts.notes, biopsy)]
+        lines.append(v.ABX_ALREADY_GIVEN)
+    return [_card("O-ABX", v.ABX_SUMMARY, _default_indicator(hook), lines, a, biopsy)]
 
 
 def o_ho(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> list[CardSpec]:
@@ -151,31 +132,31 @@ def o_ho(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> list
                                                                            "antibacterial")]
     if not antibiotics or "ho-favored" not in a.flags:
         return []
-    evidence = next((r for r in a.results if r.id == "HO-2"), None)
-    lines = [
-        f"Draft order: **{_names(antibiotics)}**. {_state(a)}",
-        (evidence.explanation if evidence else "The findings favor heterotopic ossification over "
-         "osteomyelitis.") + " Heterotopic bone is not an infection and is not treated with "
-        f"antibiotics. *({JFAS_2016.cite()})*",
-        "If the antibiotic is for another infection, go ahead. For the stump: offloading and "
-        "footwear for prominences, physical therapy, surveillance radiographs; excision of "
-        f"mature, symptomatic or ulcerating HO. *({JFAS_2016.cite()}; {JFAS_2015.cite()})*",
-    ]
-    return [_card("O-HO", "Findings favor heterotopic ossification over osteomyelitis: review "
-                  "the antibiotic order", "warning", lines, a, drafts.notes)]
+    state = f"{om_state(a.osteomyelitis)} and {ho_state(a.heterotopic_ossification)}"
+    lines = [v.ORDERED_WHILE.format(order=_names(antibiotics), state=state),
+             v.HO_ABX_NOT_INFECTION, v.HO_ABX_CARE]
+    return [_card("O-HO", v.HO_ABX_SUMMARY, "warning", lines, a)]
 
 
-def _draft_gate_failures(a: Assessment, drafts: DraftOrders, nsaid: DraftOrder) -> list[str]:
-    """Co-medication gates failed by other draft orders of the session (their labels)."""
+def _draft_gate_failures(a: Assessment, drafts: DraftOrders,
+                         nsaid: DraftOrder) -> list[GateFailure]:
+    """Co-medication gates failed by other draft orders of the session, in words (plain text):
+    "aspirin 81 mg oral tablet (draft order, antiplatelet)"; an order whose drug could not be
+    identified is never assumed safe (clinical-rules.md §2 "Medications")."""
     mappings = a.facts.record.mappings
     out = []
     for other in drafts.orders:
         if other is nsaid or not other.is_medication:
             continue
-        if any(other.is_a(mappings, concept) for concept in NSAID_MEDICATION_GATES):
-            out.append(other.label)
-        elif not other.identified:  # never assumed safe (clinical-rules.md §2 "Medications")
-            out.append(f"{other.ref} ({other.label}) could not be identified")
+        gate = next((c for c in NSAID_MEDICATION_GATES if other.is_a(mappings, c)), None)
+        name = plain(order_name(other))
+        if gate is not None:
+            out.append(GateFailure(v.DRAFT_GATE.format(order=name,
+                                                       drug_class=v.GATE_CLASS_WORDS[gate]),
+                                   v.DRAFT_GATE_SHORT.format(drug=drug_word(name))))
+        elif not other.identified:
+            out.append(GateFailure(v.UNIDENTIFIED_GATE.format(order=name),
+                                   v.UNIDENTIFIED_GATE_SHORT))
     return out
 
 
@@ -191,36 +172,26 @@ def o_nsaid(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> l
     for order in drafts.checked:
         if not (order.is_medication and order.is_a(mappings, "nsaid")):
             continue
-        others = _draft_gate_failures(a, drafts, order)
-        failures = base + [f"{plain(label)} (draft order)" for label in others]
+        failures = base + _draft_gate_failures(a, drafts, order)
         if not failures:
             continue
-        shown = [md(f, 200) for f in failures]  # gate phrases carry record text (drug names)
-        lines = [
-            f"Draft order: **{md(order.label)}**.",
-            "NSAID not advised: " + "; ".join(shown) + ". NSAIDs carry a "
-            "boxed warning for cardiovascular thrombotic events and gastrointestinal bleeding, "
-            "harm the kidney, and "
-            f"are contraindicated in the CABG setting. *({OPENFDA_NSAID.cite()})*",
-            "For heterotopic ossification the indomethacin evidence is prophylaxis-level "
-            f"*({HIP_HO_REVIEW.cite()})*; prefer single-fraction radiation (7–8 Gy) within about "
-            f"48 h after excision. *({JFAS_2015.cite()})*",
-            _state(a),
-        ]
+        name = order_name(order)
+        lines = [v.NSAID_GATES.format(order=md(name)) + "\n"
+                 + "\n".join(f"- {md(f.text, 200)}" for f in failures),  # record text
+                 v.NSAID_HO_ALTERNATIVE]
         suggestions = []
         if order.id:
             suggestions.append(Suggestion(
-                f"Remove the draft order: {plain(order.label)}",
-                (Action("delete", f"Remove draft order {order.ref} ({plain(order.label)})",
+                v.REMOVE_LABEL.format(order=plain(name)),
+                (Action("delete", v.REMOVE_ACTION.format(order=plain(name)),
                         resource_id=order.ref),), None, "O-NSAID"))
         else:
-            lines.append("The draft order has no id, so no removal can be offered.")
-        name = mappings.label("indomethacin") if order.is_a(mappings, "indomethacin") else "NSAID"
-        unread = [f"{o.ref} ({o.label}): the drug could not be identified, so it is not assumed "
-                  "safe" for o in drafts.unidentified if o is not order]
-        cards.append(_card("O-NSAID", plain(f"{name} not advised: " + "; ".join(failures), 200),
-                           "warning",
-                           lines, a, [*drafts.notes, *unread], suggestions))
+            lines.append(v.NO_ID_NO_REMOVAL)
+        drug = mappings.label("indomethacin") if order.is_a(mappings, "indomethacin") else "NSAID"
+        head = v.NSAID_SUMMARY.format(drug=drug, gates="")
+        summary = head + join_words([plain(f.short) for f in failures],
+                                    SUMMARY_BUDGET - len(head))
+        cards.append(_card("O-NSAID", summary, "warning", lines, a, suggestions))
     return cards
 
 
@@ -243,14 +214,12 @@ def o_vanc(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
         range_text = vancomycin_range_text(facts)
         written = _dose_text(order)
         per_kg = _per_kg(order, facts)
-        lines = [f"Draft order: **{md(order.label)}**, dose per administration {md(written)}."]
+        name = md(order_name(order))
+        lines = []
         if missing:
             summary = "Vancomycin dose cannot be checked: " + "; ".join(missing)
-            lines.append("Vancomycin needs a current weight (30 days) and renal function "
-                         "(creatinine or eGFR, 7 days) for dosing: " + "; ".join(missing) + ". "
-                         f"Dose with pharmacy. *({RYBAK_2020.cite()})*")
-            if range_text:
-                lines.append(f"15–20 mg/kg: {range_text}.")
+            lines.append(v.VANC_MISSING_TEXT.format(order=name)
+                         + (" " + v.VANC_RANGE.format(range=range_text) if range_text else ""))
             indicator = "warning"
         else:
             if per_kg is not None and 15 <= round(per_kg, 6) <= 20:
@@ -260,25 +229,21 @@ def o_vanc(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
                 summary = (f"Vancomycin dose not stated; 15–20 mg/kg for {weight} is "
                            f"{mg(dose_range[0])}–{mg(dose_range[1])} mg per dose"
                            if dose_range else "Vancomycin dose not stated")
-                lines.append((order.dose_problem.capitalize() + "." if order.dose_problem else
-                              "The order gives no dose per administration.")
-                             + f" 15–20 mg/kg: {range_text}. *({RYBAK_2020.cite()})*")
+                problem = order.dose_problem or "the order gives no dose per administration"
+                lines.append(v.VANC_NO_DOSE_TEXT.format(order=name, problem=md(problem, 200),
+                                                        range=range_text))
             else:
                 low, high = dose_range or (0.0, 0.0)  # weight is present: nothing is missing
                 summary = (f"Vancomycin {plain(written)} is {per_kg:.1f} mg/kg, outside 15–20 "
                            f"mg/kg for {weight} ({mg(low)}–{mg(high)} mg)")
-                lines.append(f"{md(written)} is {per_kg:.1f} mg/kg; 15–20 mg/kg: {range_text}. "
-                             f"*({RYBAK_2020.cite()})*")
+                lines.append(v.VANC_DOSE_TEXT.format(order=name, written=md(written),
+                                                     per_kg=f"{per_kg:.1f}", range=range_text))
                 if per_kg > 20:
-                    lines.append("A loading dose of 20–35 mg/kg may be intended in serious "
-                                 f"illness. *({RYBAK_2020.cite()}, B)*")
-        lines.append("Use AUC-guided dosing (target AUC 400–600 mg·h/L) with pharmacy. "
-                     f"*({RYBAK_2020.cite()})*")
+                    lines.append(v.VANC_LOADING)
+        lines.append(v.VANC_AUC)
         if fixed_dosing_inappropriate(facts, "renal-impairment" in a.flags):
-            lines.append("Renal function is reduced: fixed 12-hourly dosing is inappropriate. "
-                         f"*({RYBAK_2020.cite()})*")
-        lines.append(_state(a))
-        cards.append(_card("O-VANC", summary, indicator, lines, a, drafts.notes))
+            lines.append(v.VANC_FIXED_DOSING)
+        cards.append(_card("O-VANC", summary, indicator, lines, a))
     return cards
 
 
@@ -303,13 +268,14 @@ def _per_kg(order: DraftOrder, facts: th.Facts) -> float | None:
 
 
 def _mri_suggestion(a: Assessment, patient_id: str, scan: DraftOrder) -> Suggestion:
-    """Delete the draft scan and create the T-MRI order: the very order patient-view suggests."""
+    """One suggestion, one decision: replace the draft scan by the T-MRI order (delete the scan,
+    create the very MRI order patient-view suggests)."""
     mri = t_mri(a, patient_id)
     side = a.facts.record.side
     label = mri.label.removeprefix("Order ").removesuffix(f" ({side} foot)")
     return Suggestion(
-        f"Replace the bone scan with {label}" + (f" ({side} foot)" if side else ""),
-        (Action("delete", f"Remove draft order {scan.ref} ({plain(scan.label)})",
+        v.REPLACE_LABEL.format(mri=label) + (f" ({side} foot)" if side else ""),
+        (Action("delete", v.REMOVE_ACTION.format(order=plain(order_name(scan))),
                 resource_id=scan.ref),
          *mri.actions),
         None, "T-MRI", mri.codes)
@@ -331,29 +297,20 @@ def o_scan(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
         return []
     cards = []
     for scan in scans:
-        lines = [
-            f"Draft order: **{md(scan.label)}**. {_state(a)}",
-            "A three-phase bone scan is positive in osteomyelitis, early heterotopic ossification, "
-            "post-surgical remodelling and Charcot alike (specificity about 0.28): it cannot "
-            f"separate them here. *({DINH_2008.cite()}; {ORZEL_1985.cite()})*",
-            "MRI of the residual foot is preferred: normal marrow argues strongly against "
-            f"osteomyelitis (LR- 0.14). *({IWGDF_2023.cite()}; {ACR_2019.cite()}; "
-            f"{BUTALIA_2008.cite()})*",
-        ]
+        lines = [v.ORDERED_WHILE.format(order=md(order_name(scan)),
+                                        state=om_state(a.osteomyelitis)),
+                 v.SCAN_CANNOT_SEPARATE, v.SCAN_MRI_FIRST]
         if "renal-impairment" in a.flags:
-            lines.append(f"Renal impairment: MRI **without** gadolinium. *({GADOLINIUM.cite()})*")
+            lines.append(v.NO_GADOLINIUM)
         if "charcot" in a.flags:
-            lines.append("With Charcot, if MRI is not possible prefer leukocyte SPECT/CT over the "
-                         "bone scan.")
+            lines.append(v.SCAN_CHARCOT)
         if "early-postoperative" in a.flags:
-            lines.append("Before day 14 after amputation every imaging test reflects the surgery; "
-                         "consider waiting.")
+            lines.append(v.SCAN_EARLY)
         suggestions = [_mri_suggestion(a, patient_id, scan)] if scan.id else []
         if not scan.id:
-            lines.append("The draft order has no id, so no replacement can be offered.")
-        cards.append(_card("O-SCAN", "MRI is preferred to separate OM from early HO or "
-                           "post-surgical change", _default_indicator(hook), lines, a,
-                           drafts.notes, suggestions))
+            lines.append(v.NO_ID_NO_REPLACEMENT)
+        cards.append(_card("O-SCAN", v.SCAN_SUMMARY, _default_indicator(hook), lines, a,
+                           suggestions))
     return cards
 
 
@@ -362,5 +319,14 @@ CHECKS = (o_abx, o_ho, o_nsaid, o_vanc, o_scan)
 
 def order_cards(a: Assessment, drafts: DraftOrders, hook: str,
                 patient_id: str) -> list[CardSpec]:
-    """Every O-* card for these draft orders, in rulebook order (never the assessment card)."""
-    return [card for check in CHECKS for card in check(a, drafts, hook, patient_id)]
+    """Every O-* card for these draft orders, in rulebook order (never the assessment card).
+
+    What could not be read of the draft orders is said once per response, before the rule
+    reference of the card with the most room left (every card stays within its length)."""
+    cards = [card for check in CHECKS for card in check(a, drafts, hook, patient_id)]
+    if cards and drafts.notes:
+        roomiest = min(cards, key=lambda c: len(c.summary) + len(c.detail))
+        body, rules = roomiest.detail.rsplit("\n\n", 1)
+        notes = v.NOT_CHECKED.format(notes="; ".join(note_text(n) for n in drafts.notes))
+        roomiest.detail = f"{body}\n\n{notes}\n\n{rules}"
+    return cards

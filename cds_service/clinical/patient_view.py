@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from ..cards import Action, CardSpec, Suggestion, md
 from . import facts as th
+from . import vocabulary as v
+from .facts import XR_CT_MRI
 from .finding import Finding
 from .gates import (
     fixed_dosing_inappropriate,
@@ -16,30 +17,31 @@ from .gates import (
     vancomycin_range_text,
 )
 from .ho_rules import ho_not_detected
-from .nexttests import probe_to_bone_advice, t_bc, t_bx, t_lab, t_mri_alt, t_scan_ho, t_xr
+from .nexttests import (
+    probe_to_bone_advice,
+    short_name,
+    t_bc,
+    t_bx,
+    t_lab,
+    t_mri_alt,
+    t_scan_ho,
+    t_xr,
+)
 from .orders import indomethacin_request
 from .result import RuleResult
 from .rules import Assessment
-from .sources import (
-    BUTALIA_2008,
-    HIP_HO_REVIEW,
-    IWGDF_2023,
-    JFAS_2015,
-    KAVANAGH,
-    OPENFDA_NSAID,
-    RYBAK_2020,
-    Source,
-)
+from .sources import Source, cited
 from .vocabulary import (
     CONDITIONS,
-    FLAG_SENTENCES,
     IMAGING_FINDING_WORDS,
     IMAGING_WORDS,
     day_month,
     describe,
+    flag_sentence,
     ho_phrase,
     imaging_text,
     join_words,
+    not_discriminating,
     note_refs,
     note_text,
     om_phrase,
@@ -177,12 +179,22 @@ def ho_reason(a: Assessment) -> str:
         if negative:
             return f"none {_on_the(negative[0], now)}"
         return "none on imaging from day 21 on"
-    return "no radiograph, CT or MRI from day 21 after the amputation to judge it"
+    unread = [r for r in a.facts.record.imaging_reports(XR_CT_MRI, min_days_after_amputation=21)
+              if r.has_report and not r.read]
+    return v.HO_UNREAD_IMAGING if unread else v.HO_NO_IMAGING
 
 
-def _verdict(phrase: str, reason: str, source: Source | None) -> str:
-    cite = f" *({source.cite()})*" if source else ""
+def _verdict(phrase: str, reason: str, sources: tuple[Source, ...]) -> str:
+    cite = cited(*sources) if sources else ""
     return f"**{phrase[0].upper()}{phrase[1:]}**: {reason}{cite}"
+
+
+def _ho_sources(a: Assessment, result: RuleResult | None) -> tuple[Source, ...]:
+    """The deciding HO rule's source; without one ("no heterotopic ossification seen",
+    indeterminate), the timing of radiographic HO that the 21-day window rests on."""
+    if result is not None and result.source is not None:
+        return (result.source,)
+    return v.HO_NOT_SEEN_SOURCES
 
 
 def _imaging_lines(a: Assessment, refs: list[str]) -> list[tuple[str, str]]:
@@ -225,8 +237,15 @@ def _findings(a: Assessment) -> tuple[list[str], list[str], set[str]]:
             return
         seen.update((i.ref, i.concept) for i in fresh)
         refs.extend(i.ref for i in fresh)
-        if label:  # one line for signs of one kind: "SIRS signs: temperature 38.9 °C, ..."
-            lines.append(label + "; ".join(describe(i, now) for i in fresh))
+        if label:  # one line for signs of one kind: "SIRS signs, 20 Nov: temperature 38.9 °C; ..."
+            dates = {day_month(i.when, now) for i in fresh}
+            if len(dates) == 1:
+                lines.append(f"{label}, {dates.pop()}: "
+                             + "; ".join(f"{word(i.concept, i.label)} {value_text(i)}"
+                                         if i.value is not None else describe(i, now)
+                                         for i in fresh))
+            else:
+                lines.append(f"{label}: " + "; ".join(describe(i, now) for i in fresh))
         else:
             lines.extend(describe(i, now) for i in fresh)
 
@@ -235,21 +254,19 @@ def _findings(a: Assessment) -> tuple[list[str], list[str], set[str]]:
         lines.append(text)
         refs.append(ref)
     add([i for i in (f.ulcer_area, f.esr, f.crp, f.alp) if i is not None])
-    add(list(f.sirs), "SIRS signs: ")
+    add(list(f.sirs), "SIRS signs")
     add(list(f.wound))
     add([i for i in evidence if not i.modality])
     return lines, refs, {r for r, _ in seen} | set(refs)
 
 
 def _flag_line(a: Assessment, flag: str, shown: set[str]) -> tuple[str, list[str]]:
-    sentence, source = FLAG_SENTENCES[flag]
     now = a.facts.record.now
     extra = [e for e in a.flag_evidence.get(flag, ()) if e.ref not in shown]
     # a condition that raises its own flag (Charcot, PAD) adds only its date
     words = [f"on record {day_month(e.when, now)}" if flag in ("charcot", "pad")
              else describe(e, now) for e in extra]
-    seen = " (" + "; ".join(dict.fromkeys(words)) + ")" if words else ""
-    return f"- {sentence}{seen} *({source.cite()})*", [e.ref for e in extra]
+    return flag_sentence(flag, "; ".join(dict.fromkeys(words))), [e.ref for e in extra]
 
 
 def missing_data(a: Assessment, unavailable: Mapping[str, str], notes: list[str]) -> list[str]:
@@ -277,10 +294,10 @@ def missing_data(a: Assessment, unavailable: Mapping[str, str], notes: list[str]
 def assessment_card(a: Assessment, unavailable: Mapping[str, str], notes: list[str]) -> CardSpec:
     om = _result(a, a.deciding_om)
     ho = _result(a, a.deciding_ho)
-    parts = [_verdict(om_phrase(a.osteomyelitis), om_reason(a), om.source if om else None)
+    parts = [_verdict(om_phrase(a.osteomyelitis), om_reason(a),
+                      (om.source,) if om and om.source else ())
              + "  \n"
-             + _verdict(ho_phrase(a.heterotopic_ossification), ho_reason(a),
-                        ho.source if ho else None)]
+             + _verdict(ho_phrase(a.heterotopic_ossification), ho_reason(a), _ho_sources(a, ho))]
     lines, refs, shown = _findings(a)
     if lines:
         kept = lines[:MAX_FINDING_LINES]
@@ -292,19 +309,22 @@ def assessment_card(a: Assessment, unavailable: Mapping[str, str], notes: list[s
         line, extra = _flag_line(a, flag, shown)
         flag_lines.append(line)
         refs += extra
-    if flag_lines:
-        parts.append("\n".join(flag_lines))
+    parts += flag_lines  # one paragraph each, apart from the findings list
     ignored = _result(a, "OM-8")
-    if ignored is not None:
-        parts.append(f"{ignored.explanation} *({ignored.source.cite() if ignored.source else ''})*"
-                     .replace(" *()*", ""))
+    # a bone scan the HO-6 flag line already calls non-discriminating is not named twice
+    noted = [e for e in ignored.evidence if not (e.concept == "three-phase-bone-scan" and
+                                                 "bone-scan-nondiscriminating" in a.flags)] \
+        if ignored is not None else []
+    if ignored is not None and noted:
+        parts.append(not_discriminating(noted).rstrip(".")
+                     + (cited(ignored.source) if ignored.source else "") + ".")
     fetched = [f"{key}: {why}" for key, why in unavailable.items()]
     missing = [note_text(m) for m in fetched] + missing_data(a, {}, []) + [note_text(n)
                                                                             for n in notes]
     if missing:
         parts.append("**Missing or not read:** " + "; ".join(missing) + ".")
     if a.rule_ids:
-        parts.append("Rules: " + ", ".join(a.rule_ids))
+        parts.append(v.RULES_LINE.format(rules=", ".join(a.rule_ids)))
     extension = a.extension()
     evidence = list(dict.fromkeys(refs + note_refs(notes)))
     if evidence:
@@ -319,51 +339,52 @@ def _companion_indicator(a: Assessment) -> str:
 
 def next_test_cards(a: Assessment, patient_id: str) -> list[CardSpec]:
     cards = []
-    imaging = t_mri_alt(a, patient_id)
-    if imaging:
-        text = ["MRI of the residual foot is the next test: a normal marrow signal argues "
-                "strongly against osteomyelitis (LR- 0.14) *(Butalia 2008; IWGDF/IDSA 2023; ACR "
-                "2019)*."]
-        if "renal-impairment" in a.flags:
-            text.append("Renal impairment: MRI **without** gadolinium *(gadolinium practice, B)*.")
-        if any(s.rule == "T-ALT" for s in imaging):
-            alt = ("With Charcot, prefer leukocyte SPECT/CT over the bone scan." if "charcot" in
-                   a.flags else "If MRI is contraindicated or non-diagnostic: leukocyte SPECT/CT "
-                   "or FDG-PET/CT; a three-phase bone scan is the least specific (0.28).")
-            text.append(alt + " *(EANM 2024; Llewellyn 2020; Dinh 2008)*")
-        rules = sorted({s.rule for s in imaging if s.rule})
-        cards.append(CardSpec("Next imaging: MRI of the residual foot to separate osteomyelitis "
-                              "from HO or post-surgical change", _companion_indicator(a),
-                              "\n\n".join(text), "next-tests", rules, imaging, "at-most-one"))
     others = t_bc(a, patient_id) + t_xr(a, patient_id) + t_lab(a, patient_id) + \
         t_bx(a, patient_id) + t_scan_ho(a, patient_id)
+    # one button per order: a bone scan suggested for HO maturity is not offered again as an
+    # alternative to MRI (its T-ALT button would create the same ServiceRequest)
+    ordered = {s.codes for s in others}
+    imaging = [s for s in t_mri_alt(a, patient_id) if s.rule != "T-ALT" or s.codes not in ordered]
+    if imaging:
+        text = [v.NEXT_IMAGING_MRI]
+        if "renal-impairment" in a.flags:
+            text.append(v.NO_GADOLINIUM)
+        if any(s.rule == "T-ALT" for s in imaging):
+            text.append(v.NEXT_IMAGING_CHARCOT if "charcot" in a.flags
+                        else v.NEXT_IMAGING_ALTERNATIVES)
+        rules = sorted({s.rule for s in imaging if s.rule})
+        cards.append(CardSpec(v.NEXT_IMAGING_SUMMARY, _companion_indicator(a),
+                              "\n\n".join(text), "next-tests", rules, imaging, "at-most-one"))
     advice = probe_to_bone_advice(a)
     if others or advice:
         lines = []
-        reasons = {
-            "T-XR": "Foot radiograph (3 views): first imaging, compare with the post-operative "
-                    "baseline *(IWGDF/IDSA 2023; ACR 2019, rating 9)*.",
-            "T-LAB": "ESR and CRP: with probe-to-bone and radiographs, the initial work-up "
-                     "*(IWGDF/IDSA 2023)*.",
-            "T-BX": "Bone biopsy through intact skin away from the ulcer, for culture **and** "
-                    "histology: the only test that settles it *(IWGDF/IDSA 2023; SVS 2016)*."
-                    + (" Severe infection: do not delay antibiotics for the biopsy."
-                       if "severe-infection" in a.flags else ""),
-            "T-BC": "Blood cultures (two sets) for severe infection, before antibiotics but "
-                    "without delaying them *(IWGDF/IDSA severity classification, B)*.",
-            "T-SCAN-HO": "Three-phase bone scan to judge HO maturity before excision, not to "
-                         "diagnose infection *(Shehab 2002)*.",
-        }
         for rule in dict.fromkeys(s.rule for s in others if s.rule):
-            lines.append(f"- {reasons[rule]}")
+            reason = v.NEXT_TEST_REASONS[rule]
+            if rule == "T-BX" and "severe-infection" in a.flags:
+                reason += v.BIOPSY_SEVERE
+            lines.append(f"- {reason}")
         if advice:
-            lines.append(f"- {advice} *(Lavery 2007; SVS 2016)*")
-        labels = [s.label.replace("Order ", "") for s in others]
-        head = "Next tests: " + ", ".join(labels) if labels else "Next step: probe-to-bone test"
+            lines.append(f"- {advice}")
         rules = list(dict.fromkeys(s.rule for s in others if s.rule))
-        cards.append(CardSpec(head, _companion_indicator(a), "\n".join(lines), "next-tests",
-                              rules, others, "any"))
+        cards.append(CardSpec(next_tests_summary(others, advice is not None),
+                              _companion_indicator(a), "\n".join(lines), "next-tests", rules,
+                              others, "any"))
     return cards
+
+
+def next_tests_summary(suggestions: list[Suggestion], probe_to_bone: bool) -> str:
+    """"Next tests: foot radiograph, CRP and bone biopsy; a bedside probe-to-bone test": the
+    tests by their short names, the first ones and "and N more" when they do not fit (never a
+    list cut in the middle, clinical-rules.md §11)."""
+    names = [short_name(s) for s in suggestions]
+    if not names:
+        return f"Next step: {v.PROBE_TO_BONE_WORDS}"
+    head = "Next tests: " if len(names) > 1 else "Next test: "
+    tail = f"; {v.PROBE_TO_BONE_WORDS}" if probe_to_bone else ""
+    return head + join_words(names, SUMMARY_BUDGET - len(head) - len(tail)) + tail
+
+
+SUMMARY_BUDGET = 139  # a summary is under 140 characters (CDS Hooks 2.0)
 
 
 def om_management(a: Assessment) -> CardSpec | None:
@@ -373,32 +394,19 @@ def om_management(a: Assessment) -> CardSpec | None:
         return None
     f = a.facts
     urgent = "severe-infection" in a.flags or f.record.conditions("abscess")
-    lines = [
-        ("**Urgent** surgical evaluation." if urgent else "Surgical evaluation.")
-        + " *(IWGDF/IDSA 2023)*",
-        "Antibiotic duration by surgical context: no bone resection **6 weeks**; resection with "
-        "a positive residual-bone margin **about 3 weeks**; all infected bone removed with clean "
-        "margins **a short course (days)**. Tailor to the bone culture; oral step-down is "
-        "acceptable. *(IWGDF/IDSA 2023, B)*",
-    ]
+    lines = [v.OM_DURATION.format(surgery=v.OM_SURGERY[bool(urgent)])]
     dose = vancomycin_range_text(f)
     missing = vancomycin_missing(f)
-    empiric = "Empiric regimen if needed: vancomycin 15–20 mg/kg IV every 12 h plus ceftriaxone " \
-              "2 g IV daily"
     if dose and not missing:
-        lines.append(f"{empiric}: {dose} of vancomycin. Use AUC-guided dosing (target AUC "
-                     "400–600 mg·h/L) with pharmacy. *(Rybak 2020)*")
+        lines.append(v.OM_EMPIRIC_DOSE.format(dose=dose))
     else:
-        lines.append(f"{empiric}. No vancomycin dose shown: " + "; ".join(missing)
-                     + ". *(Rybak 2020)*")
+        lines.append(v.OM_EMPIRIC_NO_DOSE.format(missing="; ".join(missing)))
     if fixed_dosing_inappropriate(f, "renal-impairment" in a.flags):
-        lines.append("Renal function is reduced: fixed 12-hourly vancomycin dosing is "
-                     "inappropriate; dose by AUC with pharmacy. *(Rybak 2020)*")
+        lines.append(v.FIXED_DOSING)
     if "recent-antibiotics" in a.flags:
-        lines.append("Recent antibiotics lower culture yield. *(IWGDF/IDSA 2023 rationale, B)*")
-    return CardSpec("Osteomyelitis management: surgical evaluation; antibiotic duration depends "
-                    "on resection", _companion_indicator(a), "\n".join(f"- {x}" for x in lines),
-                    "management", ["M-OM"])
+        lines.append(v.RECENT_ANTIBIOTICS_YIELD)
+    return CardSpec(v.OM_MANAGEMENT_SUMMARY[bool(urgent)], _companion_indicator(a),
+                    "\n".join(f"- {x}" for x in lines), "management", ["M-OM"])
 
 
 def ho_management(a: Assessment, patient_id: str) -> CardSpec | None:
@@ -406,30 +414,20 @@ def ho_management(a: Assessment, patient_id: str) -> CardSpec | None:
     Kavanagh; PMC6500709 (indomethacin: prophylaxis-level); openFDA labels (NSAID gates)."""
     if a.heterotopic_ossification not in ("present", "mature") or "ho-favored" not in a.flags:
         return None
-    lines = [
-        "Offloading and footwear for prominences; physical therapy for range of motion; "
-        "surveillance radiographs. *(JFAS 2016)*",
-        "Excision of mature, symptomatic or ulcerating HO, with single-fraction radiation "
-        "(7–8 Gy) within about 48 h after excision to prevent recurrence. *(JFAS 2015; Kavanagh)*",
-    ]
+    lines = [v.HO_CARE, v.HO_EXCISION]
     failures = nsaid_gate_failures(a.facts, "renal-impairment" in a.flags)
     suggestions: list[Suggestion] = []
     if failures:
-        lines.append("NSAID not advised: " + "; ".join(md(f, 200) for f in failures)
-                     + ". Prefer radiation after "
-                     "excision. *(indomethacin label, openFDA)*")
-        head = "HO favored over OM: offloading, therapy; excision with radiation if needed"
+        lines.append(v.NSAID_NOT_ADVISED.format(gates="; ".join(md(f.text, 200) for f in failures)))
+        head = v.HO_MANAGEMENT_SUMMARY
     else:
-        lines.append("Every NSAID gate passes: indomethacin 25 mg by mouth three times daily for "
-                     "3–6 weeks may be considered; the evidence is prophylaxis-level "
-                     "*(PMC6500709; indomethacin label, openFDA)*.")
+        lines.append(v.INDOMETHACIN_MAY_BE_CONSIDERED)
         resource = indomethacin_request(patient_id)
-        suggestions.append(Suggestion("Draft indomethacin 25 mg PO TID for 3–6 weeks",
-                                      (Action("create", "Draft medication request: indomethacin "
-                                              "25 mg three times daily", resource),),
+        suggestions.append(Suggestion(v.INDOMETHACIN_LABEL,
+                                      (Action("create", v.INDOMETHACIN_ACTION, resource),),
                                       None, "M-HO", ("http://www.nlm.nih.gov/research/umls/"
                                                      "rxnorm|197817",)))
-        head = "HO favored over OM: offloading, therapy; indomethacin may be considered"
+        head = v.HO_MANAGEMENT_SUMMARY_NSAID
     return CardSpec(head, _companion_indicator(a), "\n".join(f"- {x}" for x in lines),
                     "management", ["M-HO"], suggestions, "at-most-one")
 
@@ -443,6 +441,3 @@ def patient_view_cards(a: Assessment, patient_id: str, unavailable: Mapping[str,
             cards.append(card)
     return cards
 
-
-_ = (BUTALIA_2008, HIP_HO_REVIEW, IWGDF_2023, JFAS_2015, KAVANAGH, OPENFDA_NSAID, RYBAK_2020,
-     Any)  # cited in the card texts above

@@ -48,7 +48,7 @@ class ReportTexts:
     def add(self, section: str, text: str, where: str) -> None:
         if len(text) > MAX_TEXT:
             text = text[:MAX_TEXT]
-            self.unread.append(f"{where}: longer than {MAX_TEXT:,} characters, only the first "
+            self.unread.append(f"{where} is longer than {MAX_TEXT:,} characters: only the first "
                                "part was read")
         self.texts.append((section, text))
 
@@ -57,22 +57,28 @@ def report_texts(report: dict[str, Any], fetch: Fetch | None = None) -> ReportTe
     out = ReportTexts()
     conclusion = report.get("conclusion")
     if isinstance(conclusion, str) and conclusion.strip():
-        out.add("impression", conclusion, "conclusion")
+        out.add("impression", conclusion, "the conclusion")
     for number, form in enumerate(as_list(report.get("presentedForm")), start=1):
         if not isinstance(form, dict):
             continue
         text, problem = attachment_text(form, fetch)
         if text is not None:
             if text.strip():
-                out.add("findings", text, f"presentedForm {number}")
+                out.add("findings", text, attachment_words(number))
         elif problem:
-            out.unread.append(f"presentedForm {number}: {problem}")
+            out.unread.append(f"{attachment_words(number)} {problem}")
     if not out.texts and not out.unread:
         narrative = report.get("text")
         div = narrative.get("div") if isinstance(narrative, dict) else None
         if isinstance(div, str) and div.strip():
-            out.add("findings", html_to_text(div), "text.div")
+            out.add("findings", html_to_text(div), "the narrative")
     return out
+
+
+def attachment_words(number: int) -> str:
+    """A report's ``presentedForm`` as a clinician would name it: "attachment 1" (reading notes
+    are shown on cards after the report's name, clinical-rules.md §11: no FHIR element names)."""
+    return f"attachment {number}"
 
 
 def attachment_text(form: dict[str, Any], fetch: Fetch | None = None,
@@ -84,13 +90,13 @@ def attachment_text(form: dict[str, Any], fetch: Fetch | None = None,
         try:
             raw = base64.b64decode(data, validate=False)
         except (binascii.Error, ValueError):
-            return None, "attachment data is not valid base64"
+            return None, "is not valid base64 data"
     elif isinstance(form.get("url"), str):
         if media is not None and media not in PLAIN | HTML | RTF:
-            return None, f"format {media} is not read"
+            return None, f"is in a format not read ({media})"
         got = fetch(form["url"]) if fetch is not None else None
         if got is None:
-            return None, "attachment given by url could not be fetched"
+            return None, "is given by url and could not be fetched"
         raw, fetched_type = got
         if fetched_type:
             media, charset = content_type(fetched_type) if media is None else (
@@ -98,10 +104,10 @@ def attachment_text(form: dict[str, Any], fetch: Fetch | None = None,
     else:
         return None, None
     if media not in PLAIN | HTML | RTF:
-        return None, f"format {media or 'unknown'} is not read"
+        return None, f"is in a format not read ({media or 'unknown'})"
     text = decode(raw, charset)
     if text is None:
-        return None, f"text could not be decoded ({charset or 'no charset'})"
+        return None, f"could not be decoded ({charset or 'no charset'})"
     if media in HTML:
         return html_to_text(text), None
     if media in RTF:
@@ -194,4 +200,4 @@ def rtf_to_text(markup: str) -> tuple[str | None, str | None]:
     try:
         return strip(markup, errors="replace"), None
     except Exception:  # a malformed RTF is a note on the card, never a crash
-        return None, "RTF could not be read"
+        return None, "is RTF that could not be read"

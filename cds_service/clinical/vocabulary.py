@@ -15,14 +15,29 @@ from datetime import datetime
 from ..cards import md
 from .finding import Finding
 from .sources import (
+    ACR_2019,
+    BUTALIA_2008,
     CRP_KINETICS,
+    DINH_2008,
+    EANM_2024,
     GADOLINIUM,
     GENTILI_REVIEW,
+    HIP_HO_REVIEW,
+    IWGDF_2023,
     IWGDF_SEVERITY,
+    JFAS_2015,
     JFAS_2016,
+    KAVANAGH,
+    LAVERY_2007,
+    LLEWELLYN_2020,
+    OPENFDA_NSAID,
     ORZEL_1985,
     PRIOR_ANTIBIOTICS,
+    RYBAK_2020,
+    SHEHAB_2002,
+    SVS_2016,
     Source,
+    cited,
 )
 
 NBSP = "\u00a0"  # keeps "18 Nov" and "85 mm/h" on one line in a narrow card
@@ -50,28 +65,87 @@ def ho_phrase(status: str) -> str:
     return f"heterotopic ossification {HO_WORDS.get(status, status.replace('-', ' '))}"
 
 
+def om_state(tier: str) -> str:
+    """"osteomyelitis is probable", "osteomyelitis is not supported" (in a sentence)."""
+    return f"osteomyelitis is {OM_WORDS.get(tier, tier.replace('-', ' '))}"
+
+
+def ho_state(status: str) -> str:
+    """"heterotopic ossification is mature", "no heterotopic ossification is seen"."""
+    if status == "not-detected":
+        return "no heterotopic ossification is seen"
+    return f"heterotopic ossification is {HO_WORDS.get(status, status.replace('-', ' '))}"
+
+
 # --------------------------------------------------------------------------- flags
 # Each flag as a plain sentence with its caveat, and the source it cites (clinical-rules.md §7).
+# The words before the first colon name the flag; :func:`flag_sentence` puts what was seen there.
 FLAG_SENTENCES: dict[str, tuple[str, Source]] = {
     "severe-infection": ("Severe infection: urgent surgical evaluation, blood cultures and "
                          "empiric IV antibiotics per local protocol; never delay antibiotics for "
                          "a biopsy.", IWGDF_SEVERITY),
-    "early-postoperative": ("Before day 14, ESR, CRP, ALP and radiographs reflect the surgery: "
-                            "follow the trajectory.", CRP_KINETICS),
-    "charcot": ("Charcot foot: it gives all-phase bone-scan uptake and marrow oedema on MRI; "
+    "early-postoperative": ("Early after surgery: before day 14, ESR, CRP, ALP and radiographs "
+                            "reflect the surgery; follow the trajectory.", CRP_KINETICS),
+    "charcot": ("Charcot foot: gives all-phase bone-scan uptake and marrow oedema on MRI; "
                 "prefer leukocyte SPECT/CT with marrow imaging.", GENTILI_REVIEW),
     "pad": ("Peripheral arterial disease: bone scans can be falsely negative and healing is "
             "impaired; arrange a vascular assessment.", GENTILI_REVIEW),
-    "recent-antibiotics": ("Antibiotics in the last 14 days lower bone-culture yield; if stable, "
-                           "consider an antibiotic-free window before biopsy.", PRIOR_ANTIBIOTICS),
+    "recent-antibiotics": ("Antibiotics in the last 14 days: they lower the yield of bone "
+                           "cultures; if stable, consider an antibiotic-free window before "
+                           "biopsy.",
+                           PRIOR_ANTIBIOTICS),
     "renal-impairment": ("Renal impairment: MRI without gadolinium, no NSAID, vancomycin dosed "
                          "with pharmacy.", GADOLINIUM),
-    "ho-favored": ("The findings favor heterotopic ossification over osteomyelitis.", JFAS_2016),
+    "ho-favored": ("HO favored: the findings favor heterotopic ossification over "
+                   "osteomyelitis.", JFAS_2016),
     "ho-ulcer-coexistence": ("Ulcer over heterotopic bone: evaluate for osteomyelitis (about 1 in "
                              "5 HO prominences ulcerate).", JFAS_2016),
-    "bone-scan-nondiscriminating": ("The bone scan is positive in early HO, remodelling, Charcot "
-                                    "and OM alike: it cannot decide here.", ORZEL_1985),
+    "bone-scan-nondiscriminating": ("Bone scan not discriminating: it is positive in early HO, "
+                                    "remodelling, Charcot and OM alike and cannot decide here.",
+                                    ORZEL_1985),
 }
+
+
+def flag_sentence(flag: str, seen: str = "") -> str:
+    """A flag as a card paragraph: its sentence with the flag's name in bold, what was seen in
+    parentheses after the name ("**Renal impairment** (eGFR 24 mL/min/1.73 m², 15 Nov): ..."),
+    and its citation."""
+    sentence, source = FLAG_SENTENCES[flag]
+    name, colon, rest = sentence.partition(":")
+    if colon:
+        sentence = f"**{name}**" + (f" ({seen})" if seen else "") + colon + rest
+    elif seen:
+        sentence = f"{sentence} ({seen})"
+    return sentence.rstrip(".") + cited(source) + "."
+
+
+# Findings that never move the OM tier (OM-8), as the card names them.
+NOT_DISCRIMINATING_WORDS = {
+    "three-phase-bone-scan": "a three-phase bone scan (specificity about 0.28)",
+    "body-temperature": "fever", "wbc": "white cell count",
+    "crp": "CRP without a wound or imaging pattern",
+    "alkaline-phosphatase": "alkaline phosphatase"}
+
+
+def not_discriminating(findings: Iterable[Finding]) -> str:
+    """"Not discriminating, so not used for the tier: fever, white cell count." (OM-8)"""
+    names = sorted({NOT_DISCRIMINATING_WORDS.get(f.concept, f.label) for f in findings})
+    return "Not discriminating, so not used for the tier: " + ", ".join(names) + "."
+
+
+# Drug classes and conditions that fail an NSAID gate (clinical-rules.md §9), as a clinician
+# names them (the conditions in a summary; the card's list uses the mapping label).
+GATE_CLASS_WORDS = {"anticoagulant": "anticoagulant", "antiplatelet": "antiplatelet",
+                    "systemic-corticosteroid": "corticosteroid", "ssri": "SSRI"}
+GATE_CONDITION_WORDS = {"heart-failure": "heart failure", "myocardial-infarction": "past MI",
+                        "gi-bleeding": "GI bleeding", "peptic-ulcer": "peptic ulcer"}
+
+
+def drug_word(name: str) -> str:
+    """The drug of a product name, for a summary: "apixaban 5 MG Oral Tablet" -> "apixaban"
+    (record text: plain, escape where shown)."""
+    words = name.split()
+    return words[0].strip(",;:") if words else name
 
 # --------------------------------------------------------------------------- findings
 IMAGING_WORDS = {
@@ -134,17 +208,28 @@ RESOURCE_WORDS = {
     "Bundle": "a bundle", "OperationOutcome": "an error report", "Specimen": "a specimen",
     "AllergyIntolerance": "an allergy", "CarePlan": "a care plan",
 }
-FHIR_REF = re.compile(r"\b(" + "|".join(RESOURCE_WORDS) + r")/[A-Za-z0-9\-.]{1,64}")
+FHIR_REF = re.compile(r"\b(" + "|".join(RESOURCE_WORDS) + r")/[A-Za-z0-9\-.?]{1,64}")
+# FHIR element paths a reading note may name, in words.
+_FHIR_PATHS = ((re.compile(r"\bdraftOrders\.entry\[(\d+)\]"),
+                lambda m: f"draft-order entry {int(m.group(1)) + 1}"),
+               (re.compile(r"\bdraftOrders\.entry\b"), lambda m: "the draft-order list"),
+               (re.compile(r"\bdraftOrders\b"), lambda m: "the draft orders"),
+               (re.compile(r"\bentered-in-error\b"), lambda m: "entered in error"))
 
 
 def note_text(note: str) -> str:
-    """A note on what could not be read, for a clinician: resource ids become words (the ids go
-    to the extension, :func:`note_refs`), and the rest is shown as data."""
-    return md(FHIR_REF.sub(lambda m: RESOURCE_WORDS[m.group(1)], note), 200)
+    """A note on what could not be read, for a clinician: resource ids and FHIR element names
+    become words (the ids go to the extension, :func:`note_refs`), and the rest is shown as
+    data."""
+    text = FHIR_REF.sub(lambda m: RESOURCE_WORDS[m.group(1)], note)
+    for pattern, words in _FHIR_PATHS:
+        text = pattern.sub(words, text)
+    return md(text, 200)
 
 
 def note_refs(notes: Iterable[str]) -> list[str]:
-    return [m.group(0) for note in notes for m in FHIR_REF.finditer(note)]
+    return [m.group(0) for note in notes for m in FHIR_REF.finditer(note)
+            if not m.group(0).endswith("/?")]
 
 
 def day_month(when: datetime | None, now: datetime | None = None) -> str:
@@ -180,7 +265,8 @@ def describe(finding: Finding, now: datetime | None) -> str:
     if finding.value is not None:
         return f"{name} {value_text(finding)}, {when}"
     if finding.ref.startswith("MedicationRequest/"):  # its own name, as the record gives it
-        return f"{md(finding.text or name)}, {when}"
+        drug, status = _status_of(finding.text or name)
+        return f"{md(drug)}{' ' + status if status else ''}, {when}"
     if finding.concept in CONDITIONS:
         qualifier = _verification(finding.text)
         return f"{name}{qualifier}, {when}"
@@ -191,6 +277,14 @@ def describe(finding: Finding, now: datetime | None) -> str:
             shown += f" ({md(detail, 60)})"
         return f"{name} {shown}, {when}"
     return f"{name}, {when}"
+
+
+def _status_of(text: str) -> tuple[str, str]:
+    """"vancomycin (active)" -> ("vancomycin", "active"): a medication order and its status."""
+    drug, bracket, status = text.rpartition(" (")
+    if bracket and status.endswith(")") and status[:-1] in ("active", "completed"):
+        return drug, status[:-1]
+    return text, ""
 
 
 def _verification(text: str | None) -> str:
@@ -204,6 +298,7 @@ def _verification(text: str | None) -> str:
 # an unclassified drug is never assumed safe in a gate; §9: the NSAID co-medication gates).
 UNIDENTIFIED_ACTIVE_GATE = ("{medication} (active) not identified: anticoagulant, antiplatelet, "
                             "corticosteroid and SSRI gates not decided")
+UNIDENTIFIED_ACTIVE_SHORT = "an unidentified active drug"
 
 
 def unidentified_medication(text: str | None, codes: Sequence[str]) -> str:
@@ -273,6 +368,141 @@ def join_words(items: Sequence[str], budget: int) -> str:
             return text
     return f"{len(items)} items"
 
+
+# --------------------------------------------------------------------------- sentences
+# Fixed sentences of the cards, each with its citation (clinical-rules.md §8–11). Placeholders in
+# braces are filled by the card builders with values already in words (and escaped).
+
+# HO verdicts without a deciding rule: radiographic calcification follows soft-tissue uptake by
+# about a week, from about day 24 (Orzel 1985); new HO appears within about 10 weeks (JFAS 2016).
+HO_NOT_SEEN_SOURCES = (ORZEL_1985, JFAS_2016)
+HO_NO_IMAGING = "no radiograph, CT or MRI from day 21 after the amputation"
+HO_UNREAD_IMAGING = "no radiograph, CT or MRI from day 21 after the amputation read in full"
+
+# Patient-view next tests (§8), by rule id.
+TEST_WORDS = {  # short names of the orderables (orders.ORDERABLES keys) for summaries
+    "xr": "foot radiograph", "esr": "ESR", "crp": "CRP", "mri": "MRI", "mri-plain": "MRI",
+    "wbc-spect": "leukocyte SPECT/CT", "pet": "FDG-PET/CT", "bone-scan": "bone scan",
+    "blood-culture": "blood cultures", "biopsy": "bone biopsy",
+}
+PROBE_TO_BONE_WORDS = "a bedside probe-to-bone test"
+NEXT_IMAGING_SUMMARY = ("Next imaging: MRI of the residual foot to separate osteomyelitis from HO "
+                        "or post-surgical change")
+NEXT_IMAGING_MRI = ("MRI of the residual foot is the next test: a normal marrow signal argues "
+                    "strongly against osteomyelitis (LR− 0.14)"
+                    + cited(BUTALIA_2008, IWGDF_2023, ACR_2019) + ".")
+NO_GADOLINIUM = "Renal impairment: MRI **without** gadolinium" + cited(GADOLINIUM) + "."
+NEXT_IMAGING_ALTERNATIVES = ("If MRI is contraindicated or non-diagnostic: leukocyte SPECT/CT or "
+                             "FDG-PET/CT; a three-phase bone scan is the least specific (0.28)"
+                             + cited(EANM_2024, LLEWELLYN_2020, DINH_2008) + ".")
+NEXT_IMAGING_CHARCOT = ("With Charcot, prefer leukocyte SPECT/CT over the bone scan"
+                        + cited(EANM_2024, LLEWELLYN_2020, DINH_2008) + ".")
+NEXT_TEST_REASONS = {
+    "T-XR": "Foot radiograph, 3 views: first imaging; compare with the post-operative baseline"
+            + cited(IWGDF_2023, ACR_2019) + ".",
+    "T-LAB": "ESR and CRP: with probe-to-bone and radiographs, the first work-up"
+             + cited(IWGDF_2023) + ".",
+    "T-BX": "Bone biopsy through intact skin away from the ulcer, for culture **and** histology: "
+            "the only test that settles it" + cited(IWGDF_2023, SVS_2016) + ".",
+    "T-BC": "Blood cultures (two sets) for severe infection, before antibiotics but without "
+            "delaying them" + cited(IWGDF_SEVERITY) + ".",
+    "T-SCAN-HO": "Bone scan to judge HO maturity before excision, not to diagnose infection"
+                 + cited(SHEHAB_2002) + ".",
+}
+BIOPSY_SEVERE = " Severe infection: do not delay antibiotics for the biopsy."
+PROBE_TO_BONE_ADVICE = ("Probe-to-bone test at the bedside, and chart it: none in the last 14 "
+                        "days" + cited(LAVERY_2007, SVS_2016) + ".")
+
+# Patient-view management (§9).
+OM_SURGERY = ("Surgical evaluation", "**Urgent** surgical evaluation")  # (routine, urgent)
+OM_MANAGEMENT_SUMMARY = ("Osteomyelitis: surgical evaluation; antibiotic duration depends on the "
+                         "resection",
+                         "Osteomyelitis: urgent surgical evaluation; antibiotic duration depends "
+                         "on the resection")
+OM_DURATION = ("{surgery}. Antibiotics: no bone resection **6 weeks**; positive residual-bone "
+               "margin **about 3 weeks**; all infected bone removed, clean margins **a short "
+               "course (days)**. Tailor to the bone culture; oral step-down is fine"
+               + cited(IWGDF_2023) + ".")
+OM_EMPIRIC_DOSE = ("Empiric, if needed: vancomycin 15–20 mg/kg IV every 12 h ({dose}), "
+                   "AUC-guided (AUC 400–600 mg·h/L) with pharmacy, plus ceftriaxone 2 g IV daily"
+                   + cited(RYBAK_2020) + ".")
+OM_EMPIRIC_NO_DOSE = ("Empiric, if needed: vancomycin 15–20 mg/kg IV every 12 h plus ceftriaxone "
+                      "2 g IV daily; no vancomycin dose shown: {missing}" + cited(RYBAK_2020) + ".")
+FIXED_DOSING = ("Reduced renal function: no fixed 12-hourly vancomycin dosing"
+                + cited(RYBAK_2020) + ".")
+RECENT_ANTIBIOTICS_YIELD = "Recent antibiotics lower culture yield" + cited(PRIOR_ANTIBIOTICS) + "."
+HO_MANAGEMENT_SUMMARY_NSAID = "HO favored over OM: offloading, therapy; indomethacin may be " \
+                              "considered"
+HO_MANAGEMENT_SUMMARY = "HO favored over OM: offloading, therapy; excision with radiation if needed"
+HO_CARE = ("Offloading and footwear for prominences; physical therapy for range of motion; "
+           "surveillance radiographs" + cited(JFAS_2016) + ".")
+HO_EXCISION = ("Excision of mature, symptomatic or ulcerating HO, with single-fraction radiation "
+               "(7–8 Gy) within about 48 h after excision to prevent recurrence"
+               + cited(JFAS_2015, KAVANAGH) + ".")
+NSAID_NOT_ADVISED = ("NSAID not advised: {gates}. Prefer radiation after excision"
+                     + cited(OPENFDA_NSAID) + ".")
+INDOMETHACIN_MAY_BE_CONSIDERED = ("Every NSAID gate passes: indomethacin 25 mg by mouth three "
+                                  "times daily for 3–6 weeks may be considered; the evidence is "
+                                  "prophylaxis-level" + cited(HIP_HO_REVIEW, OPENFDA_NSAID) + ".")
+INDOMETHACIN_LABEL = "Draft indomethacin 25 mg PO TID for 3–6 weeks"
+INDOMETHACIN_ACTION = "Draft medication request: indomethacin 25 mg three times daily"
+
+# Order hooks (§10).
+ORDERED_WHILE = "**{order}**: {state}."
+ABX_SUMMARY = ("Obtain bone biopsy for culture and histology before starting antibiotics if "
+               "clinically stable")
+ABX_BEFORE_FIRST_DOSE = ("Biopsy through intact skin away from the ulcer before the first "
+                         "dose: antibiotics lower the yield; the culture guides agent and "
+                         "duration" + cited(IWGDF_2023, SVS_2016, PRIOR_ANTIBIOTICS) + ".")
+ABX_UNSTABLE = "If unstable, do not delay antibiotics" + cited(IWGDF_SEVERITY) + "."
+ABX_ALREADY_GIVEN = ("Antibiotics in the last 14 days already lower the yield; an antibiotic-free "
+                     "window may help" + cited(PRIOR_ANTIBIOTICS) + ".")
+HO_ABX_SUMMARY = ("Findings favor heterotopic ossification over osteomyelitis: review the "
+                  "antibiotic order")
+HO_ABX_NOT_INFECTION = ("Heterotopic bone is not an infection and is not treated with "
+                        "antibiotics; if the antibiotic is for another infection, go ahead"
+                        + cited(JFAS_2016) + ".")
+HO_ABX_CARE = ("For the stump: offloading, footwear, physical therapy, surveillance radiographs; "
+               "excision of mature, symptomatic or ulcerating HO" + cited(JFAS_2016, JFAS_2015)
+               + ".")
+NSAID_SUMMARY = "{drug} not advised: {gates}"
+NSAID_GATES = "**{order}** fails NSAID gates" + cited(OPENFDA_NSAID) + ":"
+NSAID_HO_ALTERNATIVE = ("For HO the indomethacin evidence is prophylaxis-level"
+                        + cited(HIP_HO_REVIEW) + "; prefer radiation (one 7–8 Gy fraction) "
+                        "within 48 h of excision" + cited(JFAS_2015) + ".")
+DRAFT_GATE = "{order} (draft order, {drug_class})"
+UNIDENTIFIED_GATE = "{order} (draft order) could not be identified, so it is not assumed safe"
+DRAFT_GATE_SHORT = "{drug} (draft)"
+UNIDENTIFIED_GATE_SHORT = "an unidentified draft drug"
+REMOVE_LABEL = "Remove the draft order: {order}"
+REMOVE_ACTION = "Remove the draft order {order}"
+NO_ID_NO_REMOVAL = "The draft order has no id, so no removal can be offered."
+VANC_DOSE_TEXT = "**{order}**: {written} per dose is {per_kg} mg/kg; 15–20 mg/kg: {range}" \
+                 + cited(RYBAK_2020) + "."
+VANC_NO_DOSE_TEXT = "**{order}**: {problem}; 15–20 mg/kg: {range}" + cited(RYBAK_2020) + "."
+VANC_MISSING_TEXT = ("**{order}**: dosing needs a weight (30 days) and creatinine or eGFR (7 "
+                     "days); dose with pharmacy" + cited(RYBAK_2020) + ".")
+VANC_RANGE = "15–20 mg/kg: {range}."
+VANC_LOADING = ("A loading dose of 20–35 mg/kg may be intended in serious illness"
+                + cited(RYBAK_2020.believed()) + ".")
+VANC_AUC = "Use AUC-guided dosing (target AUC 400–600 mg·h/L) with pharmacy" + cited(RYBAK_2020) \
+           + "."
+VANC_FIXED_DOSING = ("Reduced renal function: fixed 12-hourly dosing is inappropriate"
+                     + cited(RYBAK_2020) + ".")
+SCAN_SUMMARY = "MRI is preferred to separate OM from early HO or post-surgical change"
+SCAN_CANNOT_SEPARATE = ("A bone scan is positive in OM, early HO, post-surgical remodelling and "
+                        "Charcot alike (specificity 0.28)"
+                        + cited(DINH_2008, ORZEL_1985) + ".")
+SCAN_MRI_FIRST = ("MRI first: normal marrow argues strongly against osteomyelitis (LR− 0.14)"
+                  + cited(IWGDF_2023, ACR_2019, BUTALIA_2008) + ".")
+SCAN_CHARCOT = ("With Charcot, if MRI cannot be done: leukocyte SPECT/CT, not a bone scan"
+                + cited(GENTILI_REVIEW) + ".")
+SCAN_EARLY = ("Before day 14 every imaging test reflects the surgery; consider waiting"
+              + cited(ORZEL_1985) + ".")
+REPLACE_LABEL = "Replace the bone scan with {mri}"
+NO_ID_NO_REPLACEMENT = "The draft order has no id, so no replacement can be offered."
+NOT_CHECKED = "**Not checked:** {notes}."
+RULES_LINE = "Rules: {rules}"
 
 DISCLAIMER = ("*Decision support, not a diagnosis: weigh it against the examination and local "
               "protocols.*")

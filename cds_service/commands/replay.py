@@ -140,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(response, indent=2))  # noqa: T201
     elif args.format == "html":
-        print(format_html(response, args.record.name), end="")  # noqa: T201
+        heading = args.record.name if draft is None else \
+            f"{args.record.name}, {args.hook} with {args.draft.name}"
+        print(format_html(response, heading), end="")  # noqa: T201
     else:
         print(format_text(response))  # noqa: T201
     return 0

@@ -27,7 +27,7 @@ from benchmarks.data import PATIENT_ID as TYPICAL_PATIENT
 from benchmarks.data import typical_resources
 from cds_service.app import create_app
 from tests.integration.test_real_fhir_server import Record, namespaced, transaction
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, open_page
+from tests.support.browser import open_page
 from tests.support.smart_server import SmartServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -295,34 +295,6 @@ def _drawn(page: Any) -> dict[str, Any]:
     })""")
 
 
-@pytest.fixture(scope="module")
-def chromium(browser_available: None) -> Any:
-    """Chromium for this module only: the shared session fixture would keep Playwright's event
-    loop running in the main thread for the rest of the run, where asyncio.run() then fails."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-@pytest.fixture(scope="module")
-def browser_available() -> None:
-    import shutil
-
-    from tests.support.browser import _missing
-
-    if not (CHROMIUM.exists() or shutil.which(str(CHROMIUM))):
-        _missing(f"Chromium not found at {CHROMIUM}")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("the playwright package is not installed (pip install -e '.[test]')")
-
-
 CASES = {  # record -> (points per series, event markers, tier lines), from fixtures/README.md
     "om-probable-ptb-esr": ({"esr": 1, "crp": 0, "wbc": 0, "alkaline-phosphatase": 0}, 2,
                             ["Osteomyelitis: probable (OM-2)",
@@ -333,13 +305,13 @@ CASES = {  # record -> (points per series, event markers, tier lines), from fixt
 }
 
 
-def test_whole_launch_in_chromium(env: Any, records: dict[str, str], chromium: Any):
+def test_whole_launch_in_chromium(env: Any, records: dict[str, str], browser: Any):
     service, smart, _ = env
     SHOTS.mkdir(parents=True, exist_ok=True)
     timings = {}
     for name in (*CASES, "typical"):
         width = 900 if name == "too-early-day-9" else 1280
-        page, outside = open_page(chromium, width=width, height=800)
+        page, outside = open_page(browser, width=width, height=800)
         urls: list[str] = []
         page.on("request", lambda r, urls=urls: urls.append(r.url))
         stamps: dict[str, float] = {}

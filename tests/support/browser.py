@@ -5,7 +5,7 @@ Playwright wheel from PyPI supplies only the driver (never ``playwright install`
 missing Chromium skips the browser tests with a message saying how to install it; with
 ``CI=true`` it fails the test run instead.
 
-Use the ``browser`` fixture (one Chromium per test session) and :func:`open_page`, which blocks
+Use the ``browser`` fixture (one Chromium per test module) and :func:`open_page`, which blocks
 and records every request to a host other than 127.0.0.1/localhost, so a test can assert that a
 page makes no outside request::
 
@@ -42,9 +42,14 @@ def _missing(reason: str) -> None:
     require_service("Chromium", reason, "bash tests/support/browser.sh install (root, apt-get)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole test session."""
+    """One headless Chromium per test module.
+
+    Module scope, not session: Playwright's sync API runs an asyncio event loop in the main
+    thread for as long as it is started, and a later test's ``asyncio.run()`` refuses to start
+    inside a running loop. Stopping Playwright at the end of the module that used it leaves no
+    loop behind (one browser start per browser module, about a second)."""
     if not (CHROMIUM.exists() or shutil.which(str(CHROMIUM))):
         _missing(f"Chromium not found at {CHROMIUM}")
     try:
