@@ -152,7 +152,7 @@ def om_probable(weight: float | None = 82, egfr: float | None = 75):  # type: ig
 
 def test_vancomycin_dose_from_weight():
     card = om_management(assessed(om_probable()))
-    assert card is not None and "82 kg → **1,230–1,640 mg per dose**" in card.detail
+    assert card is not None and "82\u00a0kg → **1,230–1,640\u00a0mg per dose**" in card.detail
     assert "AUC" in card.detail and "fixed 12-hourly" not in card.detail
 
 

@@ -532,7 +532,7 @@ def dose_record(weight: float = 80, unit: str = "kg", weight_days: float = 3,
 def test_vancomycin_dose_is_15_to_20_mg_per_kg():
     """82 kg -> 1,230-1,640 mg (the rulebook's own example, §9)."""
     text = gates.vancomycin_range_text(facts_of(dose_record(82)))
-    assert text is not None and "1,230–1,640 mg per dose" in text
+    assert text is not None and "1,230–1,640\u00a0mg per dose" in text
 
 
 @pytest.mark.parametrize("unit", ("[lb_av]", "lb", "lbs"))
@@ -542,7 +542,7 @@ def test_a_weight_in_pounds_is_converted_to_kg(unit):
     record = base(60)
     quantity(record, *WEIGHT, 200, unit, 3, ucum_code=unit == "[lb_av]")
     text = gates.vancomycin_range_text(facts_of(record))
-    assert text is not None and "1,361–1,814 mg per dose" in text
+    assert text is not None and "1,361–1,814\u00a0mg per dose" in text
 
 
 @pytest.mark.parametrize(("days", "has_weight"), ((30, True), (30 + HOUR, False)))

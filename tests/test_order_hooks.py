@@ -394,7 +394,7 @@ def test_o_vanc_dose_outside_range_is_info_with_the_computed_range() -> None:
     (spec,) = [s for s in check("om-probable-ptb-esr", bundle(med("v", *VANCOMYCIN, 1200)))
                if s.rules == ["O-VANC"]]
     assert spec.indicator == "info"
-    assert "1,230–1,640" in spec.summary and "82 kg" in spec.summary
+    assert "1,230–1,640" in spec.summary and "82\u00a0kg" in spec.summary
     assert not spec.override_reasons
 
 
@@ -415,7 +415,7 @@ def test_o_vanc_warns_when_weight_or_renal_data_is_missing() -> None:
                         change=drop("Observation", "98979-8"))
     assert no_renal.indicator == "warning"
     assert no_renal.summary.endswith("no creatinine or eGFR in the last 7 days")
-    assert "1,050–1,400 mg per dose" in no_renal.detail
+    assert "1,050–1,400\u00a0mg per dose" in no_renal.detail
 
 
 def test_o_vanc_other_cases() -> None:

@@ -9,11 +9,13 @@ from .facts import Facts
 from .vocabulary import (
     GATE_CLASS_WORDS,
     GATE_CONDITION_WORDS,
+    NBSP,
     UNIDENTIFIED_ACTIVE_GATE,
     UNIDENTIFIED_ACTIVE_SHORT,
     day_month,
     drug_word,
     unidentified_medication,
+    value_text,
 )
 
 # Conditions that forbid an NSAID when on record at all (openFDA indomethacin labels: boxed
@@ -88,11 +90,12 @@ def vancomycin_missing(facts: Facts) -> list[str]:
 
 
 def vancomycin_range_text(facts: Facts) -> str | None:
-    """"82 kg → **1,230–1,640 mg per dose**" (15–20 mg/kg of the latest weight), or None."""
+    """"82 kg → **1,230–1,640 mg per dose**" (15–20 mg/kg of the latest weight; no-break spaces
+    between number and unit), or None."""
     dose = vancomycin_dose(facts)
     if dose is None or facts.weight is None:
         return None
-    return f"{facts.weight.shown_value()} → **{mg(dose[0])}–{mg(dose[1])} mg per dose**"
+    return f"{value_text(facts.weight)} → **{mg(dose[0])}–{mg(dose[1])}{NBSP}mg per dose**"
 
 
 def fixed_dosing_inappropriate(facts: Facts, renal_flag: bool) -> bool:

@@ -46,7 +46,7 @@ from .gates import (
 )
 from .nexttests import RECENT_DAYS, t_bx, t_mri, t_scan_ho
 from .rules import Assessment
-from .vocabulary import drug_word, ho_state, join_words, note_text, om_state
+from .vocabulary import NBSP, drug_word, ho_state, join_words, note_text, om_state, value_text
 
 KIND = "order-check"
 # Override reasons (CDS Hooks 2.0 Coding; display is required). Codes are the project's own.
@@ -210,7 +210,7 @@ def o_vanc(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
             continue
         missing = vancomycin_missing(facts)
         dose_range = vancomycin_dose(facts)
-        weight = facts.weight.shown_value() if facts.weight else None
+        weight = value_text(facts.weight) if facts.weight else None
         range_text = vancomycin_range_text(facts)
         written = _dose_text(order)
         per_kg = _per_kg(order, facts)
@@ -234,8 +234,8 @@ def o_vanc(a: Assessment, drafts: DraftOrders, hook: str, patient_id: str) -> li
                                                         range=range_text))
             else:
                 low, high = dose_range or (0.0, 0.0)  # weight is present: nothing is missing
-                summary = (f"Vancomycin {plain(written)} is {per_kg:.1f} mg/kg, outside 15–20 "
-                           f"mg/kg for {weight} ({mg(low)}–{mg(high)} mg)")
+                summary = (f"Vancomycin {plain(written)} is {per_kg:.1f}{NBSP}mg/kg, outside "
+                           f"15–20{NBSP}mg/kg for {weight} ({mg(low)}–{mg(high)}{NBSP}mg)")
                 lines.append(v.VANC_DOSE_TEXT.format(order=name, written=md(written),
                                                      per_kg=f"{per_kg:.1f}", range=range_text))
                 if per_kg > 20:

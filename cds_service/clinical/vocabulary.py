@@ -366,7 +366,7 @@ def join_words(items: Sequence[str], budget: int) -> str:
             text = head[0]
         if len(text) <= budget:
             return text
-    return f"{len(items)} items"
+    return f"{len(items)} items" if len(items) > 1 else "1 item"  # not even one fits
 
 
 # --------------------------------------------------------------------------- sentences
@@ -477,7 +477,7 @@ UNIDENTIFIED_GATE_SHORT = "an unidentified draft drug"
 REMOVE_LABEL = "Remove the draft order: {order}"
 REMOVE_ACTION = "Remove the draft order {order}"
 NO_ID_NO_REMOVAL = "The draft order has no id, so no removal can be offered."
-VANC_DOSE_TEXT = "**{order}**: {written} per dose is {per_kg} mg/kg; 15–20 mg/kg: {range}" \
+VANC_DOSE_TEXT = "**{order}**: {written} per dose is {per_kg}\u00a0mg/kg; 15–20 mg/kg: {range}" \
                  + cited(RYBAK_2020) + "."
 VANC_NO_DOSE_TEXT = "**{order}**: {problem}; 15–20 mg/kg: {range}" + cited(RYBAK_2020) + "."
 VANC_MISSING_TEXT = ("**{order}**: dosing needs a weight (30 days) and creatinine or eGFR (7 "
