@@ -148,13 +148,13 @@ def test_an_unidentified_active_medication_is_never_a_passed_gate() -> None:
     assert rules_of(specs) == ["O-NSAID"]
     phrase = ("medication coded 99999999 (active) not identified: anticoagulant, antiplatelet, "
               "corticosteroid and SSRI gates not decided")
-    assert phrase in specs[0].summary
-    assert phrase in specs[0].detail.replace("\\", "")
+    assert specs[0].summary == "Indomethacin not advised: an unidentified active drug"
+    assert phrase in markdown_text(specs[0].detail)  # in full in the card's list of gates
     missing = active("by-ref", medicationReference={"reference": "Medication/absent"})
     specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN)),
                   change=add(missing))
     assert rules_of(specs) == ["O-NSAID"]
-    assert "medication naming no drug (active) not identified" in specs[0].summary
+    assert "medication naming no drug (active) not identified" in markdown_text(specs[0].detail)
 
 
 def test_a_prefetched_medication_identifies_the_active_order() -> None:
@@ -169,7 +169,8 @@ def test_a_prefetched_medication_identifies_the_active_order() -> None:
     specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN)),
                   change=with_medication(APIXABAN_SCD[1]))
     assert rules_of(specs) == ["O-NSAID"]
-    assert specs[0].summary == "Indomethacin not advised: apixaban 5 MG Oral Tablet active"
+    assert specs[0].summary == "Indomethacin not advised: apixaban"
+    assert "apixaban 5 MG Oral Tablet active (anticoagulant)" in markdown_text(specs[0].detail)
     specs = check("ho-mature-nsaid-gates-pass", bundle(med("indo", *INDOMETHACIN)),
                   change=with_medication("Lisinopril 5 MG Oral Tablet"))
     assert rules_of(specs) == []

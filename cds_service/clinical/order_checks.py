@@ -46,7 +46,16 @@ from .gates import (
 )
 from .nexttests import RECENT_DAYS, t_bx, t_mri, t_scan_ho
 from .rules import Assessment
-from .vocabulary import NBSP, drug_word, ho_state, join_words, note_text, om_state, value_text
+from .vocabulary import (
+    NBSP,
+    drug_word,
+    ho_state,
+    join_words,
+    note_text,
+    om_state,
+    unidentified_medication,
+    value_text,
+)
 
 KIND = "order-check"
 # Override reasons (CDS Hooks 2.0 Coding; display is required). Codes are the project's own.
@@ -72,9 +81,10 @@ SUMMARY_BUDGET = 139  # a summary is under 140 characters (CDS Hooks 2.0)
 
 def _card(rule: str, summary: str, indicator: str, lines: Sequence[str], a: Assessment,
           suggestions: Sequence[Suggestion] = ()) -> CardSpec:
-    """An O-* card: the lines, then its rule id as a short trailing reference (the assessment's
-    rule ids are in the extension object the card carries; clinical-rules.md §11)."""
-    detail = [*lines, v.RULES_LINE.format(rules=rule)]
+    """An O-* card. Like the other companion cards it shows no rule ids: its own is in
+    ``extension["tma-card"]``, the assessment's in the assessment object it carries (the
+    "Rules:" reference is the assessment card's, clinical-rules.md §11)."""
+    detail = list(lines)
     reasons = [(code, OVERRIDE[code]) for code in REASONS[rule]] if indicator != "info" else []
     return CardSpec(summary, indicator, "\n\n".join(detail), KIND, [rule], list(suggestions),
                     "any", reasons, a.extension())
@@ -94,7 +104,9 @@ def order_name(order: DraftOrder) -> str:
     if order.label not in ("medication", "service order"):
         return order.label
     concept = order.resource.get("medicationCodeableConcept") or order.resource.get("code")
-    codes = [c.get("code") for c in codings(concept) if isinstance(c.get("code"), str)]
+    codes = [c["code"] for c in codings(concept) if isinstance(c.get("code"), str)]
+    if order.label == "medication":
+        return unidentified_medication(None, codes)
     return f"{order.label} coded {codes[0]}" if codes else order.label
 
 
@@ -321,12 +333,11 @@ def order_cards(a: Assessment, drafts: DraftOrders, hook: str,
                 patient_id: str) -> list[CardSpec]:
     """Every O-* card for these draft orders, in rulebook order (never the assessment card).
 
-    What could not be read of the draft orders is said once per response, before the rule
-    reference of the card with the most room left (every card stays within its length)."""
+    What could not be read of the draft orders is said once per response, at the end of the card
+    with the most room left (every card stays within its length)."""
     cards = [card for check in CHECKS for card in check(a, drafts, hook, patient_id)]
     if cards and drafts.notes:
         roomiest = min(cards, key=lambda c: len(c.summary) + len(c.detail))
-        body, rules = roomiest.detail.rsplit("\n\n", 1)
         notes = v.NOT_CHECKED.format(notes="; ".join(note_text(n) for n in drafts.notes))
-        roomiest.detail = f"{body}\n\n{notes}\n\n{rules}"
+        roomiest.detail = f"{roomiest.detail}\n\n{notes}"
     return cards

@@ -452,8 +452,8 @@ ORDERED_WHILE = "**{order}**: {state}."
 ABX_SUMMARY = ("Obtain bone biopsy for culture and histology before starting antibiotics if "
                "clinically stable")
 ABX_BEFORE_FIRST_DOSE = ("Biopsy through intact skin away from the ulcer before the first "
-                         "dose: antibiotics lower the yield; the culture guides agent and "
-                         "duration" + cited(IWGDF_2023, SVS_2016, PRIOR_ANTIBIOTICS) + ".")
+                         "dose: antibiotics lower the yield; the culture guides treatment"
+                         + cited(IWGDF_2023, SVS_2016, PRIOR_ANTIBIOTICS) + ".")
 ABX_UNSTABLE = "If unstable, do not delay antibiotics" + cited(IWGDF_SEVERITY) + "."
 ABX_ALREADY_GIVEN = ("Antibiotics in the last 14 days already lower the yield; an antibiotic-free "
                      "window may help" + cited(PRIOR_ANTIBIOTICS) + ".")
