@@ -123,7 +123,7 @@ class Stages:
             ("facts and rules", services, "gather"),
             ("facts and rules", services, "assess"),
             ("card building", services, "patient_view_cards"),
-            ("card rendering", services, "render"),
+            ("card rendering", services, "render_response"),
             ("JSON encoding", routes, "jsonify"),
         )
         self.cpu: dict[str, float] = {}
