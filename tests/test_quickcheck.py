@@ -208,3 +208,58 @@ def test_seeded_variants_have_teeth() -> None:
         counts["quick"] += quick
     assert counts["refused"] > 500, counts
     assert counts["quick"] > counts["accepted"] // 2, counts
+
+
+# --- the decimal and date shortcuts against the fields' own validators ----------------------------
+
+def _accepts(check: Any, value: Any) -> bool:
+    try:
+        check(value)
+    except Exception:  # any refusal
+        return False
+    return True
+
+
+def _field_checks(model: str, field: str) -> tuple[Any, Any]:
+    """(the quick check of a field, pydantic's validator of the same annotation)."""
+    from pydantic import TypeAdapter
+
+    info = get_fhir_model_class(model).model_fields[field]
+    inner = next(a for a in getattr(info.annotation, "__args__", (info.annotation,))
+                 if a is not type(None))
+    return (quickcheck._primitive_check(inner, list(info.metadata)),
+            TypeAdapter(inner).validator.validate_python)
+
+
+def test_decimal_shortcut_agrees_with_the_field_validator() -> None:
+    quick, full = _field_checks("Quantity", "value")
+    assert quick is not full  # the shortcut is in use
+    rng = random.Random(7)  # noqa: S311 - reproducible test data, not secrets
+    values: list[Any] = [0, -0.0, 1, -1, 5.0, 1e-7, 1e16, 1e308, 2**63, 2**70, -(2**64),
+                         float("nan"), float("inf"), -float("inf"), True, False, "5", "5.0",
+                         "abc", None, 0.1 + 0.2]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(2000)]
+    values += [rng.randint(-(10**20), 10**20) for _ in range(500)]
+    values += [10.0 ** rng.randint(-30, 30) * rng.choice((1, -1)) for _ in range(500)]
+    for value in values:
+        assert _accepts(quick, value) == _accepts(full, value), value
+
+
+def test_date_shortcut_agrees_with_the_field_validators() -> None:
+    rng = random.Random(8)  # noqa: S311 - reproducible test data, not secrets
+    chars = "0123456789-:TZ+. x\u0663,"
+    texts = ["2026-11-20T10:00:00Z", "2016-12-31T23:59:60Z", "0000-01-01T00:00:00Z",
+             "2026-02-30T10:00:00Z", "2026-11-20T24:00:00Z", "2026-11-20T10:00.00Z"]
+    for _ in range(20_000):
+        text = list("2026-11-20T10:00:00Z")
+        for _ in range(rng.randint(0, 3)):
+            text[rng.randrange(20)] = rng.choice(chars)
+        texts.append("".join(text))
+        texts.append(f"{rng.randint(0, 9999):04d}-{rng.randint(0, 13):02d}-"
+                     f"{rng.randint(0, 32):02d}T{rng.randint(0, 24):02d}:"
+                     f"{rng.randint(0, 60):02d}:{rng.randint(0, 61):02d}Z")
+    for model, field in (("Observation", "effectiveDateTime"), ("Observation", "issued")):
+        quick, full = _field_checks(model, field)
+        assert quick is not full
+        for text in texts:
+            assert _accepts(quick, text) == _accepts(full, text), (field, text)
