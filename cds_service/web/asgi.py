@@ -83,7 +83,8 @@ class BufferedWsgi:
             body = b""  # the app answers 413 from the header alone
         else:
             try:
-                body = await asyncio.wait_for(self._read_body(receive), self._body_seconds)
+                async with asyncio.timeout(self._body_seconds):  # no task per request (wait_for)
+                    body = await self._read_body(receive)
             except TimeoutError:
                 await _refuse(send, 408, f"the request body did not arrive within "
                                          f"{self._body_seconds:g} s")
