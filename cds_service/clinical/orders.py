@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .validation import problem, reference_problem
+from .validation import problem
 
 CPT = "http://www.ama-assn.org/go/cpt"
 LOINC = "http://loinc.org"
@@ -59,19 +59,10 @@ class InvalidOutboundResource(RuntimeError):
     """A resource we built is not valid R4: a bug in this service, never the client's fault."""
 
 
-_TEMPLATE_SUBJECT = {"reference": "Patient/template"}
-
-
 def _checked(resource: dict[str, Any]) -> dict[str, Any]:
-    """Validate the resource as its template (the subject replaced by a fixed placeholder, so the
-    remembered verdict serves every patient) plus the real subject reference on its own.
-
-    Only when either fails is the resource itself validated, for the exact first error."""
-    subject = resource["subject"]
-    why = (problem({**resource, "subject": _TEMPLATE_SUBJECT})
-           or reference_problem(subject.get("reference")))
-    if why is not None:
-        why = problem(resource) or why
+    """Validate the resource before it leaves (``validation.problem``: the quick check decides
+    these fixed shapes in ~10 µs, so each patient's copy is validated whole)."""
+    why = problem(resource)
     if why is not None:
         raise InvalidOutboundResource(f"{resource['resourceType']} suggestion invalid: {why}")
     return resource
