@@ -78,6 +78,8 @@ class MappingTable:
             ((p, c.id) for c in concepts.values() for p in c.prefixes), key=lambda x: -len(x[0])
         )
         self._prefix_systems = {p.split("|", 1)[0] for p, _ in self._prefixes}
+        # concepts a report's text can state (they have phrases), for the imaging reader
+        self.text_findings = frozenset(c.id for c in concepts.values() if c.phrases)
         self._by_modality = {m: c.id for c in concepts.values() for m in c.modalities}
         self._members = {cid: self._expand(cid, ()) for cid in concepts}
         self._memo: dict[str, str | None] = {}

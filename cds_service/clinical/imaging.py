@@ -115,7 +115,7 @@ class ImagingMixin:
 
         reader = Reader.from_mappings(self.mappings)
         text_map = self.mappings.text
-        findings = {cid for cid, c in self.mappings.concepts.items() if c.phrases}
+        findings = self.mappings.text_findings
         polarity_of = {Mention.PRESENT: "positive", Mention.UNCERTAIN: "uncertain",
                        Mention.NEGATED: "negative"}
         finding_observations = {str(o.get("id")) for cid in findings
@@ -203,8 +203,7 @@ class ImagingMixin:
 
     def _add_finding_observations(self, reports: list[ImagingReport],
                                   results_of: dict[str, ImagingReport]) -> None:
-        finding_ids = {cid for cid, c in self.mappings.concepts.items() if c.phrases}
-        for cid in finding_ids:
+        for cid in self.mappings.text_findings:
             for obs in self._observations.get(cid, ()):
                 polarity = self._polarity(cid, obs)
                 if polarity is None or not self._usable(obs):
