@@ -1,4 +1,4 @@
-"""Feedback against a real server: gunicorn with 2 worker processes on one SQLite file.
+"""Feedback against a real server: `cds-service serve` with 2 worker processes on one SQLite file.
 
 8 threads post 100 distinct items each, plus exact duplicates of their own posts and 20 items
 that every thread posts (so the same item races in from both workers). Every post must be
@@ -12,11 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -28,6 +24,7 @@ import pytest
 import requests
 
 from cds_service.commands import feedback_report
+from tests.support.serve import Serve
 
 pytestmark = pytest.mark.slow
 
@@ -40,63 +37,28 @@ DEADLINE = 180.0  # seconds: a bound that stops a stuck run, not a speed target 
 TIMEOUT = 10.0   # seconds per request
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``gunicorn -w 2 -k gthread --threads 4`` serving the app on 127.0.0.1."""
+class Server(Serve):
+    """``cds-service serve --workers 2 --threads 4`` (tests/support/serve.py) on one SQLite
+    file, with authentication off."""
 
     def __init__(self, db: Path, workdir: Path) -> None:
-        self.db = db
-        self.workdir = workdir
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        gunicorn = Path(sys.executable).parent / "gunicorn"
         env = {**os.environ, "CDS_AUTH_REQUIRED": "false", "CDS_DATABASE_URL":
-               f"sqlite:///{self.db}", "CDS_LOG_FORMAT": "json"}
-        self.starts += 1
-        log = open(self.workdir / f"gunicorn-{self.starts}.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(gunicorn), "-w", "2", "-k", "gthread", "--threads", "4",
-             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10",
-             "cds_service.app:create_app()"],
-            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 60  # start-up only; generous for a loaded CI machine
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gunicorn exited with {self.proc.returncode}:\n"
-                                     + self.log_tail())
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("gunicorn did not answer /healthz within 60 s:\n" + self.log_tail())
+               f"sqlite:///{db}", "CDS_LOG_FORMAT": "json"}
+        super().__init__(workdir, env, "feedback")
+        self.db = db
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            raise AssertionError("gunicorn did not stop within 15 s of SIGTERM") from None
+    def start(self) -> Serve:
+        super().start()
+        self.wait_ready()
+        return self
+
+    def stop(self) -> bool:
+        if not super().stop():
+            raise AssertionError("gunicorn did not stop within 15 s of SIGTERM")
+        return True
 
     def log_tail(self) -> str:
-        path = self.workdir / f"gunicorn-{self.starts}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-20:])
+        return self.tail()
 
 
 @pytest.fixture

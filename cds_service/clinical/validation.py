@@ -54,13 +54,6 @@ def warm_up() -> None:
     quickcheck.prepare(HOT_TYPES)
 
 
-def _problem(resource: dict[str, Any], model: str | None = None) -> str | None:
-    name = model or str(resource.get("resourceType"))
-    if quickcheck.valid(resource, name):  # the model accepts it too; only the time differs
-        return None
-    return _model_problem(resource, name)
-
-
 def _model_problem(resource: dict[str, Any], name: str) -> str | None:
     """The full model's verdict: why it refuses the resource, or None."""
     try:

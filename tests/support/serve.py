@@ -76,16 +76,19 @@ class Serve:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
-    def stop(self) -> None:
-        """SIGTERM (gunicorn's graceful stop); SIGKILL after 15 s."""
+    def stop(self) -> bool:
+        """SIGTERM (gunicorn's graceful stop); SIGKILL after 15 s. True when SIGTERM was enough
+        (or the instance was not running)."""
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return True
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+            return False
+        return True
 
     def workers(self) -> list[int]:
         """The master's child processes now (its gunicorn workers)."""
