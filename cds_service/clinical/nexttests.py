@@ -1,13 +1,15 @@
 """Next-test suggestions (clinical-rules.md §8): T-XR, T-LAB, T-MRI, T-ALT, T-BX, T-SCAN-HO.
 
 Each returns :class:`~cds_service.cards.Suggestion` objects that create a draft ServiceRequest.
+The draft orders are fixed but for the patient and the foot: they are built and validated once
+(:class:`~cds_service.clinical.orders.DraftServiceRequest`, below) and copied for each patient.
 """
 
 from __future__ import annotations
 
 from ..cards import Action, Suggestion
 from . import facts as th
-from .orders import ORDERABLES, service_request
+from .orders import ORDERABLES, DraftServiceRequest
 from .rules import Assessment
 from .sources import ACR_2019, EANM_2024, IWGDF_2023, LLEWELLYN_2020, SHEHAB_2002, SVS_2016
 from .vocabulary import PROBE_TO_BONE_ADVICE, TEST_WORDS
@@ -18,13 +20,42 @@ ALL_IMAGING = ("foot-radiograph", "foot-mri", "foot-ct", "three-phase-bone-scan"
                "leukocyte-scan", "fdg-pet")
 
 
-def _suggest(key: str, rule: str, patient_id: str, side: str | None, reason: str,
-             recommended: bool | None = None, note: str | None = None) -> Suggestion:
-    resource = service_request(key, patient_id, side, reason, note)
-    label = f"Order {ORDERABLES[key].label}" + (f" ({side} foot)" if side else "")
-    codes = tuple(f"{c['system']}|{c['code']}" for c in resource["code"]["coding"])
-    return Suggestion(label, (Action("create", f"Draft order: {ORDERABLES[key].label}",
-                                     resource),), recommended, rule, codes)
+# The draft order of each suggestion: orderable, reason and note (clinical-rules.md §8).
+XR_ORDER = DraftServiceRequest(  # T-XR
+    "xr", "Osteomyelitis or heterotopic ossification at the amputation stump; compare with the "
+    "post-operative baseline")
+LAB_REASON = "Inflammatory marker for suspected osteomyelitis at the stump"
+LAB_ORDERS = (("esr", DraftServiceRequest("esr", LAB_REASON)),  # T-LAB, by concept
+              ("crp", DraftServiceRequest("crp", LAB_REASON)))
+MRI_ORDER = DraftServiceRequest("mri", MRI_QUESTION)  # T-MRI
+MRI_PLAIN_ORDER = DraftServiceRequest("mri-plain", MRI_QUESTION,  # T-MRI, renal impairment
+                                      note="Without contrast: renal impairment")
+ALTERNATIVE_REASON = MRI_QUESTION + " (when MRI is contraindicated or non-diagnostic)"
+ALTERNATIVE_ORDERS = tuple(  # T-ALT, with the imaging kind that makes each one unnecessary
+    (DraftServiceRequest(key, ALTERNATIVE_REASON), kind)
+    for key, kind in (("wbc-spect", "leukocyte-scan"), ("pet", "fdg-pet"),
+                      ("bone-scan", "three-phase-bone-scan")))
+BLOOD_CULTURE_ORDER = DraftServiceRequest(  # T-BC
+    "blood-culture", "Severe infection after partial-foot amputation",
+    note="Two sets before the first antibiotic dose; do not delay antibiotics.")
+BIOPSY_REASON = "Confirm osteomyelitis and identify the pathogen"
+BIOPSY_NOTE = "Through intact skin away from the ulcer; send culture and histopathology."
+BIOPSY_ORDERS = {  # T-BX, by severe infection
+    False: DraftServiceRequest("biopsy", BIOPSY_REASON, note=BIOPSY_NOTE),
+    True: DraftServiceRequest("biopsy", BIOPSY_REASON, note=BIOPSY_NOTE + " Severe infection: "
+                              "do not delay antibiotics for the biopsy."),
+}
+SCAN_HO_ORDER = DraftServiceRequest(  # T-SCAN-HO
+    "bone-scan", "Maturity of heterotopic ossification before excision")
+
+
+def _suggest(order: DraftServiceRequest, rule: str, patient_id: str, side: str | None,
+             recommended: bool | None = None) -> Suggestion:
+    label = order.orderable.label
+    return Suggestion(f"Order {label} ({side} foot)" if side else f"Order {label}",
+                      (Action("create", f"Draft order: {label}",
+                              order.for_patient(patient_id, side)),),
+                      recommended, rule, order.codes)
 
 
 def _done(a: Assessment, kinds: tuple[str, ...], days: float) -> bool:
@@ -38,9 +69,7 @@ def t_xr(a: Assessment, patient_id: str) -> list[Suggestion]:
         return []
     if _done(a, ("foot-radiograph",), RECENT_DAYS):
         return []
-    return [_suggest("xr", "T-XR", patient_id, a.facts.record.side,
-                     "Osteomyelitis or heterotopic ossification at the amputation stump; compare "
-                     "with the post-operative baseline")]
+    return [_suggest(XR_ORDER, "T-XR", patient_id, a.facts.record.side)]
 
 
 def t_lab(a: Assessment, patient_id: str) -> list[Suggestion]:
@@ -49,10 +78,9 @@ def t_lab(a: Assessment, patient_id: str) -> list[Suggestion]:
         return []
     record = a.facts.record
     out = []
-    for concept, key in (("esr", "esr"), ("crp", "crp")):
+    for concept, order in LAB_ORDERS:
         if not record.quantities(concept, 14):
-            out.append(_suggest(key, "T-LAB", patient_id, None,
-                                "Inflammatory marker for suspected osteomyelitis at the stump"))
+            out.append(_suggest(order, "T-LAB", patient_id, None))
     return out
 
 
@@ -67,12 +95,9 @@ def t_mri_alt(a: Assessment, patient_id: str) -> list[Suggestion]:
     if not wanted or _done(a, ("foot-mri",), RECENT_DAYS):
         return []
     out = [t_mri(a, patient_id, recommended=True)]
-    alternatives = [("wbc-spect", "leukocyte-scan"), ("pet", "fdg-pet"),
-                    ("bone-scan", "three-phase-bone-scan")]
-    for key, kind in alternatives:
+    for order, kind in ALTERNATIVE_ORDERS:
         if not _done(a, (kind,), RECENT_DAYS):
-            out.append(_suggest(key, "T-ALT", patient_id, a.facts.record.side,
-                                MRI_QUESTION + " (when MRI is contraindicated or non-diagnostic)",
+            out.append(_suggest(order, "T-ALT", patient_id, a.facts.record.side,
                                 recommended=False))
     return out
 
@@ -81,9 +106,8 @@ def t_mri(a: Assessment, patient_id: str, recommended: bool | None = None) -> Su
     """The T-MRI order itself: MRI foot without and with contrast (CPT 73720), or without
     contrast (73718) with renal impairment (gadolinium practice, B)."""
     renal = "renal-impairment" in a.flags
-    return _suggest("mri-plain" if renal else "mri", "T-MRI", patient_id, a.facts.record.side,
-                    MRI_QUESTION, recommended=recommended,
-                    note="Without contrast: renal impairment" if renal else None)
+    return _suggest(MRI_PLAIN_ORDER if renal else MRI_ORDER, "T-MRI", patient_id,
+                    a.facts.record.side, recommended=recommended)
 
 
 def t_bc(a: Assessment, patient_id: str) -> list[Suggestion]:
@@ -94,9 +118,7 @@ def t_bc(a: Assessment, patient_id: str) -> list[Suggestion]:
         return []
     if a.facts.record.coded("blood-culture", 2):
         return []
-    return [_suggest("blood-culture", "T-BC", patient_id, None,
-                     "Severe infection after partial-foot amputation",
-                     note="Two sets before the first antibiotic dose; do not delay antibiotics.")]
+    return [_suggest(BLOOD_CULTURE_ORDER, "T-BC", patient_id, None)]
 
 
 def t_bx(a: Assessment, patient_id: str) -> list[Suggestion]:
@@ -110,11 +132,8 @@ def t_bx(a: Assessment, patient_id: str) -> list[Suggestion]:
     if any(record.after_amputation(f.when) for c in ("bone-culture", "bone-histopathology")
            for f in record.coded(c)):
         return []
-    note = "Through intact skin away from the ulcer; send culture and histopathology."
-    if "severe-infection" in a.flags:
-        note += " Severe infection: do not delay antibiotics for the biopsy."
-    return [_suggest("biopsy", "T-BX", patient_id, record.side,
-                     "Confirm osteomyelitis and identify the pathogen", note=note)]
+    return [_suggest(BIOPSY_ORDERS["severe-infection" in a.flags], "T-BX", patient_id,
+                     record.side)]
 
 
 def t_scan_ho(a: Assessment, patient_id: str) -> list[Suggestion]:
@@ -133,8 +152,7 @@ def t_scan_ho(a: Assessment, patient_id: str) -> list[Suggestion]:
                 for f in record.coded(c, th.IMAGING))
     if not signs and "ho-ulcer-coexistence" not in a.flags:
         return []
-    return [_suggest("bone-scan", "T-SCAN-HO", patient_id, record.side,
-                     "Maturity of heterotopic ossification before excision")]
+    return [_suggest(SCAN_HO_ORDER, "T-SCAN-HO", patient_id, record.side)]
 
 
 def probe_to_bone_advice(a: Assessment) -> str | None:

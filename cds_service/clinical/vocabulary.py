@@ -232,11 +232,16 @@ def note_refs(notes: Iterable[str]) -> list[str]:
             if not m.group(0).endswith("/?")]
 
 
+# Month abbreviations as English dates show them (strftime's %b in the C locale, whatever the
+# server's locale).
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def day_month(when: datetime | None, now: datetime | None = None) -> str:
     """"18 Nov" (this year's dates), "11 Sep 2024" otherwise, "date unknown"; never wraps."""
     if when is None:
         return "date unknown"
-    text = f"{when.day}{NBSP}{when.strftime('%b')}"
+    text = f"{when.day}{NBSP}{MONTHS[when.month - 1]}"
     if now is None or when.year != now.year:
         text += f"{NBSP}{when.year}"
     return text
