@@ -63,14 +63,20 @@ def freeze_startup_heap() -> None:
     CPU time). With one full collection per :data:`FULL_COLLECTION_EVERY` collections of
     generation 1 the cost stays ~14 ms per 1,000 at every size. Request data is freed by
     reference counting as before; only garbage in reference cycles waits longer.
+
+    The youngest generation is collected every :data:`YOUNG_COLLECTION_EVERY` container
+    allocations instead of CPython's 700: parsing a 144 kB prefetch alone allocates ~20,000
+    dicts and lists, all alive until the call ends, so a collection every 700 walked them
+    again and again for nothing (3 % of a new TYPICAL chart's instructions, 19.43 -> 18.83 M).
     """
     gc.collect()
     gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+    _, middle, _ = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, middle, FULL_COLLECTION_EVERY)
 
 
 FULL_COLLECTION_EVERY = 1000  # generation-1 collections per full one (CPython's default: 10)
+YOUNG_COLLECTION_EVERY = 10_000  # container allocations per young collection (default: 700)
 
 
 M_ARENA_MAX = -8  # mallopt parameter (glibc malloc.h)

@@ -60,6 +60,9 @@ class ReportText:
     result_sections: dict[str, str] = field(default_factory=dict)
 
 
+PREFIX_MEMO_MAX = 20_000  # remembered prefix look-ups per table (keys come from requests)
+
+
 class MappingTable:
     """Look-ups from codes to concept ids, built once; look-ups are memoised."""
 
@@ -82,7 +85,15 @@ class MappingTable:
         self.text_findings = frozenset(c.id for c in concepts.values() if c.phrases)
         self._by_modality = {m: c.id for c in concepts.values() for m in c.modalities}
         self._members = {cid: self._expand(cid, ()) for cid in concepts}
-        self._memo: dict[str, str | None] = {}
+        # the same look-up as _by_code, by system then code: no "system|code" string to build
+        # per coding on the hot path (classifying every resource of a record)
+        self._by_system: dict[str, dict[str, str]] = {}
+        for key, cid in self._by_code.items():
+            system, _, code = key.partition("|")
+            if code == code.strip():  # a request's code is stripped: others never match
+                self._by_system.setdefault(system, {})[code] = cid
+        # prefix matches remembered per key; bounded, since the keys come from requests
+        self._prefix_memo: dict[str, str | None] = {}
 
     def _expand(self, concept_id: str, seen: Sequence[str]) -> frozenset[str]:
         if concept_id in seen:
@@ -93,24 +104,30 @@ class MappingTable:
         return frozenset(out)
 
     def concept_of_key(self, key: str) -> str | None:
-        """Return the concept a ``system|code`` key maps to, if any."""
-        if key in self._memo:
-            return self._memo[key]
+        """Return the concept a ``system|code`` key maps to, if any: its code exactly, else the
+        longest prefix of its system (``prefixes`` in the mapping files)."""
         found = self._by_code.get(key)
-        if found is None and key.split("|", 1)[0] in self._prefix_systems:
-            found = next((cid for p, cid in self._prefixes if key.startswith(p)), None)
-        self._memo[key] = found
+        if found is not None or key.split("|", 1)[0] not in self._prefix_systems:
+            return found
+        memo = self._prefix_memo
+        if key in memo:
+            return memo[key]
+        found = next((cid for p, cid in self._prefixes if key.startswith(p)), None)
+        if len(memo) < PREFIX_MEMO_MAX:
+            memo[key] = found
         return found
 
     def concepts_of(self, codeable: Any) -> set[str]:
         """Return the concept ids a CodeableConcept (or list of them) maps to.
 
-        The hot path of classifying a record: one loop over the codings, memoised look-ups,
-        and the same keys as :func:`~cds_service.fhir.resources.coding_keys`.
+        The hot path of classifying a record: one loop over the codings and a look-up by system
+        then code, with the same outcome as :meth:`concept_of_key` of the keys
+        :func:`~cds_service.fhir.resources.coding_keys` builds (``system|code.strip()``).
         """
         items = codeable if isinstance(codeable, list) else (codeable,)
         found: set[str] = set()
-        memo = self._memo
+        by_system = self._by_system
+        prefix_systems = self._prefix_systems
         for item in items:
             if not isinstance(item, dict):
                 continue
@@ -124,8 +141,20 @@ class MappingTable:
                 if not isinstance(code, str):
                     continue
                 system = coding.get("system")
-                key = f"{system if isinstance(system, str) else ''}|{code.strip()}"
-                cid = memo[key] if key in memo else self.concept_of_key(key)
+                if not isinstance(system, str):
+                    system = ""
+                elif "|" in system:  # the key's first "|" is then not the system's end
+                    if cid := self.concept_of_key(f"{system}|{code.strip()}"):
+                        found.add(cid)
+                    continue
+                codes = by_system.get(system)
+                cid = codes.get(code) if codes is not None else None
+                if cid is None:
+                    code = code.strip()
+                    if codes is not None:
+                        cid = codes.get(code)
+                    if cid is None and system in prefix_systems:
+                        cid = self.concept_of_key(f"{system}|{code}")
                 if cid:
                     found.add(cid)
         return found

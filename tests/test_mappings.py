@@ -81,6 +81,47 @@ def test_prefix_codes_match(table):
     assert table.concept_of_key("http://hl7.org/fhir/sid/icd-10-cm|L97.421") == "foot-ulcer"
 
 
+def test_concepts_of_is_concept_of_key_of_every_coding(table):
+    """The look-up by system then code gives what the ``system|code.strip()`` keys give, on
+    seeded random CodeableConcepts of mapped and unmapped codes, prefixes, padded codes, systems
+    holding "|" and malformed codings."""
+    import random
+
+    from cds_service.fhir.resources import coding_keys
+
+    keys = sorted(table._by_code)
+    systems = [*sorted({k.partition("|")[0] for k in keys}), "", "a|b", "http://loinc.org ",
+               None, 7]
+    codes = [*(k.partition("|")[2] for k in keys), " 4537-7", "4537-7 ", "b|c", "", " ", 5]
+    codes += [p.partition("|")[2] + tail for p, _ in table._prefixes for tail in ("", "1", " ")]
+    rnd = random.Random(17)  # noqa: S311 (a seeded sample, not a secret)
+    hits = 0
+    for _ in range(20_000):
+        item = {"coding": [
+            {"system": rnd.choice(systems), "code": rnd.choice(codes)} if rnd.random() < .95
+            else rnd.choice(["junk", {"code": rnd.choice(codes)}, {"system": "s"}])
+            for _ in range(rnd.randint(0, 3))]}
+        value = item if rnd.random() < .8 else [item, "junk", {"coding": "x"}]
+        expected = {c for key in coding_keys(value) if (c := table.concept_of_key(key))}
+        assert table.concepts_of(value) == expected, value
+        hits += bool(expected)
+    assert hits > 1_000  # the sample does reach mapped codes
+    assert table.concepts_of({"coding": [{"system": "a|b", "code": "c"}]}) == set()
+
+
+def test_remembered_prefix_look_ups_are_bounded(table, monkeypatch):
+    import cds_service.mappings as mappings_module
+
+    monkeypatch.setattr(mappings_module, "PREFIX_MEMO_MAX", 50)
+    table._prefix_memo.clear()
+    for number in range(500):  # codes of a prefix system, as a hostile body could send
+        key = f"http://hl7.org/fhir/sid/icd-10-cm|Z{number:05d}"
+        assert table.concept_of_key(key) is None
+    assert len(table._prefix_memo) == 50
+    assert table.concept_of_key("http://hl7.org/fhir/sid/icd-10-cm|L97.421") == "foot-ulcer"
+    table._prefix_memo.clear()
+
+
 def write(folder: Path, name: str, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name

@@ -107,11 +107,18 @@ class Record(ImagingMixin):
         pending_meds = []
         foreign = 0
         patient_id = self.patient_id
+        own_reference = f"Patient/{patient_id}"
+        concepts_of = self.mappings.concepts_of
+        observations = self._observations
 
         def mine(resource: dict[str, Any]) -> bool:
             # checked only for resources that are kept: a record may hold thousands of others
             nonlocal foreign
-            if patient_id is not None and is_about_another_patient(resource, patient_id):
+            subject = resource.get("subject")
+            if patient_id is None or (isinstance(subject, dict)
+                                      and subject.get("reference") == own_reference):
+                return True  # the common case, without parsing the reference
+            if is_about_another_patient(resource, patient_id):
                 foreign += 1
                 return False
             return True
@@ -119,11 +126,12 @@ class Record(ImagingMixin):
         for resource in resources:
             kind = resource.get("resourceType")
             if kind == "Observation":
-                if _status(resource) in USABLE_OBSERVATION:
-                    concepts = self.mappings.concepts_of(resource.get("code"))
+                status = resource.get("status")
+                if isinstance(status, str) and status in USABLE_OBSERVATION:
+                    concepts = concepts_of(resource.get("code"))
                     if concepts and mine(resource):
                         for cid in concepts:
-                            self._observations[cid].append(resource)
+                            observations[cid].append(resource)
                     elif not concepts and isinstance(resource.get("valueString"), str) \
                             and mine(resource):
                         # a report's result may carry the report text (§2 "Imaging findings")
