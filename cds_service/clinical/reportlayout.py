@@ -37,6 +37,14 @@ _SENTENCE_END = re.compile(r"(?<=[.;!?])\s+")
 _ABBREVIATIONS = ("vs.", "e.g.", "i.e.", "approx.", "dr.", "cf.", "incl.", "fig.")
 _HAS_WORD = re.compile(r"\w")
 _SPACES = re.compile(r"[ \t\u00a0\u2009\u200b]+")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+# Speed (issue 17): the regular expression engine costs 100-300 machine instructions per
+# character it scans, str methods (find, replace, split, in) a few. Most report lines are
+# *plain*: printable ASCII, whose only whitespace, once runs of spaces are collapsed, is single
+# spaces. On plain lines and chunks the scans below that cannot match are skipped, and sentences
+# are cut with str.replace. Every shortcut gives what the pattern would:
+# tests/test_report_shortcuts.py holds them to that on generated text.
 
 
 @dataclass(frozen=True)
@@ -78,25 +86,44 @@ def _normal(header: str) -> str:
 
 def statements(text: str, layout: Layout, default: str = "findings") -> list[Statement]:
     """The statements of ``text`` with their section kinds, in order."""
+    return [Statement(section, said) for section, said in statement_texts(text, layout, default)]
+
+
+def statement_texts(text: str, layout: Layout, default: str = "findings",
+                    kinds: frozenset[str] | None = None) -> list[tuple[str, str]]:
+    """Like :func:`statements`, as ``(section kind, text)`` pairs; with ``kinds``, only the
+    statements of those section kinds (the others are not even cut into sentences)."""
     section = default
-    out: list[Statement] = []
+    out: list[tuple[str, str]] = []
     chunk: list[str] = []
     chunk_section = section
 
     def flush() -> None:
         if chunk:
-            _sentences(" ".join(chunk), chunk_section, out)
+            if kinds is None or chunk_section in kinds:
+                joined = " ".join(chunk)
+                _sentences(joined, chunk_section, out, joined.isascii() and joined.isprintable())
             chunk.clear()
 
-    text = layout.inline_header.sub("\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if ":" in text:  # an inline header is always followed by a colon
+        text = layout.inline_header.sub("\n", text)
+    # Runs of spaces never span a line break, so one pass over the text does every line; on ASCII
+    # text without a tab or two spaces in a row it would change nothing.
+    if not text.isascii() or "  " in text or "\t" in text:
+        text = _SPACES.sub(" ", text)
     previous_open = False  # the previous line ended without punctuation (it may be wrapped)
     for raw in text.split("\n"):
-        line = _SPACES.sub(" ", raw).strip()
+        line = raw.strip()
         if not line:
             flush()
             previous_open = False
             continue
-        header = layout.line_header.match(line)
+        # A plain line opens with a header only if it holds a colon or " - " after the header,
+        # or is nothing but the header.
+        plain = line.isascii() and line.isprintable()
+        header = layout.line_header.match(line) if (
+            not plain or ":" in line or " - " in line or line.lower() in layout.headers) else None
         if header and _normal(header.group(1)) in layout.headers:
             flush()
             section = layout.headers[_normal(header.group(1))]
@@ -118,19 +145,37 @@ def statements(text: str, layout: Layout, default: str = "findings") -> list[Sta
     return out
 
 
-def _sentences(chunk: str, section: str, out: list[Statement]) -> None:
-    for item in _INLINE_ITEM.split(chunk):
+def _sentences(chunk: str, section: str, out: list[tuple[str, str]], plain: bool = False,
+               ) -> None:
+    """Cut a chunk (lines joined by single spaces) into statements; ``plain``: the chunk is
+    printable ASCII (its only whitespace single spaces)."""
+    items = _INLINE_ITEM.split(chunk) if not plain or _may_number_items(chunk) else (chunk,)
+    for item in items:
         bullet = _BULLET.match(item)
         if bullet:
             item = item[bullet.end():]
         pending: list[str] = []
         has_word = False
-        for part in _SENTENCE_END.split(item):
+        for part in _plain_sentences(item) if plain else _SENTENCE_END.split(item):
             pending.append(part)
             has_word = has_word or bool(_HAS_WORD.search(part))
-            if part.lower().endswith(_ABBREVIATIONS) or not has_word:
+            if not has_word or (part[-1:] == "." and part.lower().endswith(_ABBREVIATIONS)):
                 continue  # "vs." and "e.g." do not end a sentence; nor does a lone "?"
-            out.append(Statement(section, " ".join(pending)))
+            out.append((section, " ".join(pending)))
             pending, has_word = [], False
         if pending:
-            out.append(Statement(section, " ".join(pending)))
+            out.append((section, " ".join(pending)))
+
+
+def _may_number_items(chunk: str) -> bool:
+    """False when a plain chunk holds no numbered item for :data:`_INLINE_ITEM` to cut at (one
+    needs a digit, then ``.`` or ``)``, then a space)."""
+    digits = chunk.encode("ascii").translate(_DIGITS_AS_ZERO)
+    return b"0. " in digits or b"0) " in digits
+
+
+def _plain_sentences(item: str) -> list[str]:
+    """``_SENTENCE_END.split(item)`` for plain text: there every sentence end is ``. `` ``; ``
+    ``! `` or ``? `` with a single space, and no line break is left to mark the cuts with."""
+    return item.replace(". ", ".\n").replace("; ", ";\n").replace("! ", "!\n").replace(
+        "? ", "?\n").split("\n")

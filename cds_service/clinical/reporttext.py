@@ -34,11 +34,16 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
-from .reportlayout import FINDING_KINDS, Layout, statements
+from .reportlayout import FINDING_KINDS, Layout, statement_texts
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|\?")
+_RUN = re.compile(r"[a-z0-9]+")
+# ASCII bytes -> lower case letters and digits kept, anything else a space: the runs of letters
+# and digits of a text, lower case, in one C pass (``bytes.translate``, then ``split``).
+_RUNS = bytes(c + 32 if 65 <= c <= 90 else c if (97 <= c <= 122 or 48 <= c <= 57) else 32
+              for c in range(256))
 NORMAL_MARROW = "normal-marrow"
 CONFLUENT = "confluent-marrow-replacement"
 _ABNORMAL = "\x00abnormal-marrow"  # internal concept id (never a mapping key)
@@ -81,17 +86,29 @@ class Cue:
 
 
 Phrases = dict[str, tuple[tuple[tuple[str, ...], ...], ...]]
+_T = TypeVar("_T")
+PhraseTable = tuple[tuple[int, ...], dict[tuple[str, ...], _T]]
+PhraseSet = tuple[tuple[int, ...], frozenset[tuple[str, ...]]]
+
+
+def _by_length(phrases: Iterable[tuple[str, ...]]) -> tuple[int, ...]:
+    return tuple(sorted({len(p) for p in phrases}, reverse=True))
 
 
 @dataclass(frozen=True)
 class Reader:
     """Compiled cue and phrase tables (built once per distinct mapping content)."""
 
-    cues: Mapping[str, tuple[tuple[tuple[str, ...], tuple[Cue, ...]], ...]]  # by first word
-    targets: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]]  # first word -> (phrase, cid)
+    # Phrases by first word, as (their lengths, longest first; phrase -> what it is): a match at
+    # a token is one dict look-up per length, not a comparison per phrase (speed, issue 17).
+    cues: Mapping[str, PhraseTable[tuple[Cue, ...]]]  # phrase -> its cues (pseudo cues left out)
+    targets: Mapping[str, PhraseTable[tuple[str, ...]]]  # phrase -> the concepts it names
     fillers: frozenset[str]
-    diagnoses: Mapping[str, frozenset[tuple[str, ...]]]
+    diagnoses: Mapping[str, PhraseSet]  # concept -> (lengths, the phrases that name it)
     layout: Layout
+    # The first run of letters and digits of each key of ``targets`` (ASCII); None when a phrase
+    # opens with "?" (the pre-filter of :meth:`statement_tokens` is then off).
+    target_runs: frozenset[bytes] | None = None
 
     @classmethod
     def from_mappings(cls, mappings: Any) -> Reader:
@@ -119,30 +136,53 @@ class Reader:
                 phrase = words(item)
                 if phrase:
                     by_phrase.setdefault(phrase, set()).add(Cue(category, forward, backward))
-        cue_index: dict[str, list[tuple[tuple[str, ...], tuple[Cue, ...]]]] = {}
+        cue_index: dict[str, dict[tuple[str, ...], tuple[Cue, ...]]] = {}
         for phrase, kinds in by_phrase.items():
             ordered = tuple(sorted(kinds, key=lambda c: (c.category, c.forward, c.backward)))
-            cue_index.setdefault(phrase[0], []).append((phrase, ordered))
-        targets: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+            # a pseudo cue does nothing but keep its words from being read as another cue
+            cue_index.setdefault(phrase[0], {})[phrase] = tuple(
+                c for c in ordered if c.category != PSEUDO)
+        targets: dict[str, dict[tuple[str, ...], list[str]]] = {}
         concept_phrases = dict(phrases)
         concept_phrases[_ABNORMAL] = list(cues.get("abnormal_marrow", ()))
         for cid, items in concept_phrases.items():
             for item in items:
                 phrase = words(item)
                 if phrase:
-                    targets.setdefault(phrase[0], []).append((phrase, cid))
-        longest = {k: tuple(sorted(set(v), key=lambda p: -len(p[0]))) for k, v in
-                   cue_index.items()}
-        return cls(longest, {k: tuple(sorted(set(v), key=lambda p: -len(p[0])))
-                             for k, v in targets.items()},
-                   fillers, {cid: frozenset(words(w) for w in ws)
-                             for cid, ws in (diagnoses or {}).items()},
-                   Layout.build(sections or {}))
+                    named = targets.setdefault(phrase[0], {}).setdefault(phrase, [])
+                    if cid not in named:
+                        named.append(cid)
+        named_by = {cid: frozenset(words(w) for w in ws) for cid, ws in (diagnoses or {}).items()}
+        runs = [_RUN.match(word) for word in targets]
+        return cls({k: (_by_length(v), v) for k, v in cue_index.items()},
+                   {k: (_by_length(v), {p: tuple(c) for p, c in v.items()})
+                    for k, v in targets.items()},
+                   fillers, {cid: (_by_length(ws), ws) for cid, ws in named_by.items()},
+                   Layout.build(sections or {}),
+                   None if None in runs else frozenset(r.group().encode() for r in runs if r))
 
     # ------------------------------------------------------------------ one sentence
     def tokens(self, sentence: str) -> list[str]:
         fillers = self.fillers
         return [w for w in _WORD.findall(sentence.lower()) if w not in fillers]
+
+    def statement_tokens(self, statement: str) -> list[str] | None:
+        """:meth:`tokens`, or None for a statement that cannot name a finding.
+
+        Speed (issue 17): most statements name no finding, and tokenising costs more than the
+        rest of their reading. A finding phrase's first word is a token, so the first run of
+        letters and digits of that word is a whole run of an ASCII statement; a set test on
+        the statement's runs (one C pass) rules out the others. Without ``-``, ``'`` and ``?``
+        the tokens are those runs (see ``_WORD``)."""
+        if not statement.isascii():
+            return self.tokens(statement)
+        runs = statement.encode("ascii").translate(_RUNS).split()
+        if self.target_runs is not None and self.target_runs.isdisjoint(runs):
+            return None
+        if "-" in statement or "'" in statement or "?" in statement:
+            return self.tokens(statement)
+        fillers = self.fillers
+        return [w for w in map(bytes.decode, runs) if w not in fillers]
 
     def read_tokens(self, tokens: Sequence[str],
                     targets: Sequence[tuple[int, int, str]]) -> list[tuple[str, str | None, int]]:
@@ -186,16 +226,17 @@ class Reader:
         i, n = 0, len(tokens)
         index = self.cues
         while i < n:
-            options = index.get(tokens[i])
+            table = index.get(tokens[i])
             matched = 0
-            if options:
-                for phrase, kinds in options:
-                    size = len(phrase)
-                    if tuple(tokens[i:i + size]) == phrase and not covered.intersection(
-                            range(i, i + size)):
+            if table is not None and i not in covered:  # a cue overlapping a finding is dropped
+                sizes, phrases = table
+                for size in sizes:  # the longest cue here that overlaps no finding
+                    if i + size > n:
+                        continue  # (a slice cut short by the end could be a shorter cue)
+                    kinds = phrases.get(tuple(tokens[i:i + size]))
+                    if kinds is not None and covered.isdisjoint(range(i, i + size)):
                         for cue in kinds:
-                            if cue.category != PSEUDO:
-                                found.append((i, i + size, cue))
+                            found.append((i, i + size, cue))
                         matched = size
                         break
             i += matched or 1
@@ -206,18 +247,20 @@ class Reader:
         """Finding phrases in ``tokens``: ``(start, end, concept)``, longest phrase per start."""
         out = []
         index = self.targets
+        n = len(tokens)
         for i, word in enumerate(tokens):
-            options = index.get(word)
-            if not options:
+            table = index.get(word)
+            if table is None:
                 continue
+            sizes, phrases = table
             seen = set()
-            for phrase, cid in options:
-                if cid in seen:
-                    continue
-                size = len(phrase)
-                if size == 1 or tuple(tokens[i:i + size]) == phrase:
-                    out.append((i, i + size, cid))
-                    seen.add(cid)
+            for size in sizes:
+                if i + size > n:
+                    continue  # (a slice cut short by the end could be a shorter phrase)
+                for cid in phrases.get(tuple(tokens[i:i + size]), ()):
+                    if cid not in seen:
+                        out.append((i, i + size, cid))
+                        seen.add(cid)
         return out
 
     def read_sentence(self, sentence: str) -> dict[str, Mention]:
@@ -242,34 +285,34 @@ class Reader:
         diagnosis: dict[str, dict[str, tuple[Mention, str]]] = {}  # section -> strongest named
         abnormal: str | None = None  # a statement that states a marrow abnormality
         for default, text in texts:
-            for statement in statements(text, self.layout, default):
-                if statement.section not in FINDING_KINDS:
+            for section, said in statement_texts(text, self.layout, default, FINDING_KINDS):
+                tokens = self.statement_tokens(said)
+                if tokens is None:
                     continue
-                tokens = self.tokens(statement.text)
                 targets = self.find_targets(tokens)
                 if not targets:
                     continue
-                level = by_section.setdefault(statement.section, {})
+                level = by_section.setdefault(section, {})
                 exception = None
                 for cid, category, start in self.read_tokens(tokens, targets):
                     mention = _MENTION.get(category)
                     if mention is None:
                         continue
-                    said = (mention, statement.text)
+                    reading = (mention, said)
                     if cid == _ABNORMAL:
                         if mention is not Mention.NEGATED:
-                            abnormal = abnormal or statement.text
+                            abnormal = abnormal or said
                         continue
                     if cid == NORMAL_MARROW and mention is Mention.PRESENT:
                         if exception is None:
                             exception = self._has_exception(tokens)
                         if exception:
-                            abnormal = abnormal or statement.text
+                            abnormal = abnormal or said
                     if cid == CONFLUENT and mention is not Mention.NEGATED:
-                        abnormal = abnormal or statement.text
+                        abnormal = abnormal or said
                     if self._is_diagnosis(cid, tokens, start):
-                        _keep_stronger(diagnosis.setdefault(statement.section, {}), cid, said)
-                    _keep_stronger(level, cid, said)
+                        _keep_stronger(diagnosis.setdefault(section, {}), cid, reading)
+                    _keep_stronger(level, cid, reading)
         result: dict[str, tuple[Mention, str]] = {}
         for section in ("findings", "impression", "addendum"):  # later sections decide
             result.update(by_section.get(section, {}))
@@ -287,8 +330,12 @@ class Reader:
         return any(cue.category == EXC for _, _, cue in self._cues_in(tokens, ()))
 
     def _is_diagnosis(self, cid: str, tokens: Sequence[str], start: int) -> bool:
-        words = self.diagnoses.get(cid)
-        return bool(words) and any(tuple(tokens[start:start + len(w)]) == w for w in words)
+        named = self.diagnoses.get(cid)
+        if named is None:
+            return False
+        sizes, words = named
+        return any(tuple(tokens[start:start + size]) in words for size in sizes
+                   if start + size <= len(tokens))
 
 
 @dataclass(frozen=True)
