@@ -119,6 +119,8 @@ _SPACES = re.compile(r"[^\S\u00a0]+")
 
 def one_line(text: str) -> str:
     """White space runs as one space, ends trimmed; no-break spaces kept (dates never wrap)."""
+    if text.isprintable() and "  " not in text:  # the only printable white space is " "
+        return text.strip(" ")
     return _SPACES.sub(" ", text).strip(" ")
 
 
@@ -139,8 +141,9 @@ def render(spec: CardSpec) -> dict[str, Any]:
         "indicator": spec.indicator,
         "source": {"label": SOURCE_LABEL, "url": GUIDELINE_URL},
     }
-    if spec.detail.strip():
-        card["detail"] = spec.detail.strip()
+    detail = spec.detail.strip()
+    if detail:
+        card["detail"] = detail
     if spec.suggestions:
         card["suggestions"] = [s.render() for s in spec.suggestions]
         card["selectionBehavior"] = spec.selection
@@ -164,6 +167,7 @@ def render(spec: CardSpec) -> dict[str, Any]:
 # escaped character is always literal text: never emphasis, a link, an image, an HTML tag, an
 # entity, a table cell (GFM) or the start of a block.
 _MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_MD_ESCAPES = {code: "\\" + chr(code) for code in range(128) if _MD_PUNCTUATION.match(chr(code))}
 RECORD_TEXT_MAX = 120  # characters of one piece of record text shown on a card
 
 
@@ -184,7 +188,7 @@ def md(text: object, limit: int = RECORD_TEXT_MAX) -> str:
     punctuation character is backslash-escaped, so ``<img src=x onerror=...>``,
     ``[x](javascript:...)``, ``|`` or ``**`` show as the characters they are.
     """
-    return _MD_PUNCTUATION.sub(r"\\\1", plain(text, limit))
+    return plain(text, limit).translate(_MD_ESCAPES)  # _MD_PUNCTUATION, each one escaped
 
 
 def render_response(specs: Sequence[CardSpec], disclaimer: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from flask import jsonify
 from cds_service import cards, create_app
 from cds_service.cards import md, plain
 from cds_service.clinical import nexttests, validation
+from cds_service.clinical.facts import gather
 from cds_service.clinical.orders import (
     FOOT_SITE,
     INDOMETHACIN,
@@ -35,15 +36,19 @@ from cds_service.clinical.orders import (
     indomethacin_request,
     service_request,
 )
+from cds_service.clinical.record import Record as ClinicalRecord
+from cds_service.clinical.rules import Assessment, assess
 from cds_service.clinical.vocabulary import MONTHS, day_month
 from cds_service.fhir.resources import bundle_resources
 from cds_service.replay import build_request, patient_id_of, record_time
 from cds_service.web.routes import _cards_response
+from fixtures.build import CRP, ESR
+from fixtures.build import Record as FixtureRecord
 from tests.conftest import load_record, make_app
+from tests.support import rulebook
 
 PATIENTS = ("p1", "bench-cold-17", "a b", "é-ü", "x" * 64)
 DRAFTS = [value for name, value in vars(nexttests).items() if name.endswith("_ORDER")]
-DRAFTS += [order for _concept, order in nexttests.LAB_ORDERS]
 DRAFTS += [order for order, _kind in nexttests.ALTERNATIVE_ORDERS]
 DRAFTS += list(nexttests.BIOPSY_ORDERS.values())
 
@@ -61,7 +66,7 @@ def _parts(order: DraftServiceRequest) -> tuple[str, str | None]:
 
 
 def test_every_next_test_template_is_covered() -> None:
-    assert len(DRAFTS) == 12  # XR, MRI, MRI plain, BC, SCAN-HO; ESR, CRP; 3 ALT; 2 biopsies
+    assert len(DRAFTS) == 12  # XR, ESR, CRP, MRI, MRI plain, BC, SCAN-HO; 3 ALT; 2 biopsies
     assert len({id(d) for d in DRAFTS}) == len(DRAFTS)
 
 
@@ -233,3 +238,74 @@ def test_the_cards_response_is_what_jsonify_gave() -> None:
             assert json.loads(ours.get_data()) == {"cards": cards_list}
         odd = [{"dose": Decimal("1.5")}]  # orjson cannot: Flask's own encoder, as before
         assert _cards_response(odd).get_data() == jsonify({"cards": odd}).get_data()
+
+
+# ----- T-LAB and the probe-to-bone advice read the facts, not the record again -----------------
+
+
+def _old_lab_wanted(a: Assessment, concept: str) -> bool:
+    """T-LAB as it read the record itself: no usable value of ``concept`` in 14 days."""
+    return not a.facts.record.quantities(concept, 14)
+
+
+def _old_ptb_recent(a: Assessment) -> bool:
+    return bool(a.facts.record.coded("probe-to-bone", 14))
+
+
+def _edge_records() -> list[FixtureRecord]:
+    records = []
+    for days in (-2, -1, -0.5, 0, 13.9, 14, 14.01, 15, 29, 31):  # window edges, clock skew
+        for concept in (ESR, CRP):
+            record = rulebook.with_wound(60)
+            record.lab(*concept, 40, "mm/h" if concept is ESR else "mg/L", days)
+            records.append(record)
+        record = rulebook.with_wound(60)
+        record.finding("probe-to-bone", "Probe-to-bone test", True, days)
+        records.append(record)
+    record = rulebook.with_wound(60)  # the newest ESR cannot be converted; an older one can
+    record.lab(*ESR, 40, "kg", 5)
+    record.lab(*ESR, 40, "mm/h", 10)
+    records.append(record)
+    record = rulebook.with_wound(60)  # only an unconvertible ESR in 14 days, a usable one older
+    record.lab(*ESR, 40, "kg", 5)
+    record.lab(*ESR, 40, "mm/h", 20)
+    records.append(record)
+    record = rulebook.with_wound(60)  # a probe-to-bone result of the other foot, and one older
+    record.finding("probe-to-bone", "Probe-to-bone test", True, 3, side="right")
+    record.finding("probe-to-bone", "Probe-to-bone test", False, 20, side="left")
+    records.append(record)
+    return records
+
+
+def test_t_lab_and_probe_to_bone_decide_as_reading_the_record_did() -> None:
+    assessments = [rulebook.assessed(r) for r in _edge_records()]
+    mappings = rulebook.MAPPINGS
+    for path in sorted((Path(__file__).resolve().parent.parent / "fixtures" / "records")
+                       .glob("*.json")):
+        bundle = load_record(path.stem)
+        resources = bundle_resources(bundle)
+        record = ClinicalRecord(resources, mappings, record_time(bundle),
+                                patient_id_of(resources, path))
+        assessments.append(assess(gather(record)))
+    decided = {"lab": 0, "no lab": 0, "ptb": 0, "no ptb": 0}
+    for a in assessments:
+        wanted = nexttests.t_lab(a, "p1")
+        if "early-postoperative" not in a.flags:
+            expected = [order for concept, order in (("esr", nexttests.ESR_ORDER),
+                                                     ("crp", nexttests.CRP_ORDER))
+                        if _old_lab_wanted(a, concept)]
+            assert [s.codes for s in wanted] == [o.codes for o in expected]
+            decided["lab" if wanted else "no lab"] += 1
+        if a.facts.has_wound and a.osteomyelitis != "confirmed":
+            advice = nexttests.probe_to_bone_advice(a)
+            assert (advice is None) is _old_ptb_recent(a)
+            decided["no ptb" if advice is None else "ptb"] += 1
+    assert min(decided.values()) >= 3, decided  # both answers of both checks were seen
+
+
+def test_printable_text_has_no_white_space_but_the_space() -> None:
+    # one_line's shortcut: printable text without "  " has no run of white space to collapse
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    assert [c for c in spaces if c.isprintable()] == [" "]
+    for text in ("a  b", "a\u00a0 b", " a b ", "a\tb", "a\u2003b", "x"):
+        assert cards.one_line(text) == cards._SPACES.sub(" ", text).strip(" ")

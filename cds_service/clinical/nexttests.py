@@ -15,6 +15,7 @@ from .sources import ACR_2019, EANM_2024, IWGDF_2023, LLEWELLYN_2020, SHEHAB_200
 from .vocabulary import PROBE_TO_BONE_ADVICE, TEST_WORDS
 
 RECENT_DAYS = 28  # a test done this recently is not suggested again (clinical-rules.md §8)
+PTB_DAYS = 14  # probe-to-bone advice unless one in 14 days (within th.WOUND)
 MRI_QUESTION = "Osteomyelitis versus heterotopic ossification or post-surgical change"
 ALL_IMAGING = ("foot-radiograph", "foot-mri", "foot-ct", "three-phase-bone-scan",
                "leukocyte-scan", "fdg-pet")
@@ -25,8 +26,9 @@ XR_ORDER = DraftServiceRequest(  # T-XR
     "xr", "Osteomyelitis or heterotopic ossification at the amputation stump; compare with the "
     "post-operative baseline")
 LAB_REASON = "Inflammatory marker for suspected osteomyelitis at the stump"
-LAB_ORDERS = (("esr", DraftServiceRequest("esr", LAB_REASON)),  # T-LAB, by concept
-              ("crp", DraftServiceRequest("crp", LAB_REASON)))
+LAB_DAYS = 14  # T-LAB: a marker of the last 14 days is not ordered again (within th.LABS)
+ESR_ORDER = DraftServiceRequest("esr", LAB_REASON)  # T-LAB
+CRP_ORDER = DraftServiceRequest("crp", LAB_REASON)
 MRI_ORDER = DraftServiceRequest("mri", MRI_QUESTION)  # T-MRI
 MRI_PLAIN_ORDER = DraftServiceRequest("mri-plain", MRI_QUESTION,  # T-MRI, renal impairment
                                       note="Without contrast: renal impairment")
@@ -35,6 +37,7 @@ ALTERNATIVE_ORDERS = tuple(  # T-ALT, with the imaging kind that makes each one 
     (DraftServiceRequest(key, ALTERNATIVE_REASON), kind)
     for key, kind in (("wbc-spect", "leukocyte-scan"), ("pet", "fdg-pet"),
                       ("bone-scan", "three-phase-bone-scan")))
+MRI_AND_ALTERNATIVES = ("foot-mri", *(kind for _order, kind in ALTERNATIVE_ORDERS))
 BLOOD_CULTURE_ORDER = DraftServiceRequest(  # T-BC
     "blood-culture", "Severe infection after partial-foot amputation",
     note="Two sets before the first antibiotic dose; do not delay antibiotics.")
@@ -73,13 +76,17 @@ def t_xr(a: Assessment, patient_id: str) -> list[Suggestion]:
 
 
 def t_lab(a: Assessment, patient_id: str) -> list[Suggestion]:
-    """T-LAB: ESR and/or CRP when none in 14 days, not early. IWGDF 2023 (PTB, ESR/CRP, XR)."""
+    """T-LAB: ESR and/or CRP when none in 14 days, not early. IWGDF 2023 (PTB, ESR/CRP, XR).
+
+    The facts hold each marker's newest usable value of the last ``th.LABS`` (30) days: there is
+    one in 14 days exactly when that one is (nothing newer is usable), so the record is not read
+    again."""
     if "early-postoperative" in a.flags:
         return []
-    record = a.facts.record
+    facts = a.facts
     out = []
-    for concept, order in LAB_ORDERS:
-        if not record.quantities(concept, 14):
+    for latest, order in ((facts.esr, ESR_ORDER), (facts.crp, CRP_ORDER)):
+        if latest is None or not facts.record.within(latest.when, LAB_DAYS):
             out.append(_suggest(order, "T-LAB", patient_id, None))
     return out
 
@@ -92,11 +99,14 @@ def t_mri_alt(a: Assessment, patient_id: str) -> list[Suggestion]:
     wound = a.facts.has_wound
     wanted = a.osteomyelitis == "possible" or (
         a.osteomyelitis == "indeterminate" and wound and "early-postoperative" not in a.flags)
-    if not wanted or _done(a, ("foot-mri",), RECENT_DAYS):
+    if not wanted:
+        return []
+    done = {r.kind for r in a.facts.record.imaging_reports(MRI_AND_ALTERNATIVES, RECENT_DAYS)}
+    if "foot-mri" in done:
         return []
     out = [t_mri(a, patient_id, recommended=True)]
     for order, kind in ALTERNATIVE_ORDERS:
-        if not _done(a, (kind,), RECENT_DAYS):
+        if kind not in done:
             out.append(_suggest(order, "T-ALT", patient_id, a.facts.record.side,
                                 recommended=False))
     return out
@@ -160,17 +170,23 @@ def probe_to_bone_advice(a: Assessment) -> str | None:
     Lavery 2007 (NPV 0.98); SVS 2016 (2C)."""
     if not a.facts.has_wound or a.osteomyelitis == "confirmed":
         return None
-    if a.facts.record.coded("probe-to-bone", 14):
+    ptb = a.facts.ptb  # the newest probe-to-bone result of th.WOUND (30) days, as for T-LAB
+    if ptb is not None and a.facts.record.within(ptb.when, PTB_DAYS):
         return None
     return PROBE_TO_BONE_ADVICE
 
 
 def short_name(suggestion: Suggestion) -> str:
     """The short name of what a suggestion orders ("foot radiograph", "CRP"), for summaries."""
-    for key, orderable in ORDERABLES.items():
-        if suggestion.codes and suggestion.codes[0] == "|".join(orderable.codings[0][:2]):
-            return TEST_WORDS[key]
+    if suggestion.codes and suggestion.codes[0] in SHORT_NAMES:
+        return SHORT_NAMES[suggestion.codes[0]]
     return suggestion.label.removeprefix("Order ")
+
+
+# system|code of each orderable's first coding -> its short name (the first orderable that has it)
+SHORT_NAMES: dict[str, str] = {}
+for _key, _orderable in ORDERABLES.items():
+    SHORT_NAMES.setdefault("|".join(_orderable.codings[0][:2]), TEST_WORDS[_key])
 
 
 SOURCES = (IWGDF_2023, ACR_2019, SVS_2016, EANM_2024, LLEWELLYN_2020, SHEHAB_2002)

@@ -206,9 +206,10 @@ def _imaging_lines(a: Assessment, refs: list[str]) -> list[tuple[str, str]]:
         negatives.append("om-imaging-pattern")
     if a.heterotopic_ossification == "not-detected":
         negatives.append("soft-tissue-ossification")
-    recent = [r for r in record.imaging_reports(IMAGING_WORDS, th.IMAGING) if r.has_report]
-    wanted = set(refs) | {r.ref for r in recent}
-    reports = [r for r in record.imaging_reports(IMAGING_WORDS) if r.ref in wanted]
+    every = record.imaging_reports(IMAGING_WORDS)  # newest first, and so is any part of it
+    wanted = set(refs) | {r.ref for r in every
+                          if r.has_report and record.within(r.when, th.IMAGING)}
+    reports = [r for r in every if r.ref in wanted]
     # a report not fully read is never negative evidence (clinical-rules.md §2)
     return [(r.ref, imaging_text(r.kind, r.when, r.findings, record.now,
                                  negatives if r.read else (), not r.read)) for r in reports]
@@ -323,13 +324,14 @@ def assessment_card(a: Assessment, unavailable: Mapping[str, str], notes: list[s
                                                                             for n in notes]
     if missing:
         parts.append("**Missing or not read:** " + "; ".join(missing) + ".")
-    if a.rule_ids:
-        parts.append(v.RULES_LINE.format(rules=", ".join(a.rule_ids)))
+    rule_ids = a.rule_ids
+    if rule_ids:
+        parts.append(v.RULES_LINE.format(rules=", ".join(rule_ids)))
     extension = a.extension()
     evidence = list(dict.fromkeys(refs + note_refs(notes)))
     if evidence:
         extension["evidence"] = evidence
-    return CardSpec(summary(a), indicator(a), "\n\n".join(parts), "assessment", a.rule_ids,
+    return CardSpec(summary(a), indicator(a), "\n\n".join(parts), "assessment", rule_ids,
                     assessment=extension)
 
 
