@@ -9,9 +9,11 @@ resource that fails is skipped with a note, never a crash.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from .. import units
@@ -45,6 +47,7 @@ NEGATIVE_CODES = {"260385009", "2667000"}  # SNOMED Negative, Absent
 POSITIVE_FLAGS = {"POS", "A", "H", "HH"}
 NEGATIVE_FLAGS = {"NEG", "N"}
 CULTURES = {"bone-culture", "blood-culture"}
+DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -182,20 +185,20 @@ class Record(ImagingMixin):
         return self._dates[key]
 
     def days_ago(self, when: datetime | None) -> float | None:
-        return None if when is None else (self.now - when) / timedelta(days=1)
+        return None if when is None else (self.now - when) / DAY
 
     def within(self, when: datetime | None, days: float) -> bool:
         """True when ``when`` lies in the last ``days`` days (a day of clock skew tolerated)."""
-        ago = self.days_ago(when)
-        return ago is not None and -1 <= ago <= days
+        return when is not None and -1 <= (self.now - when) / DAY <= days
 
     def after_amputation(self, when: datetime | None, min_days: float = 0) -> bool:
         """True when ``when`` is at least ``min_days`` after the amputation (unknown date: True)."""
-        if self.amputation is None or self.amputation.when is None:
+        amputation = self.amputation
+        if amputation is None or amputation.when is None:
             return True
         if when is None:
             return False
-        return (when - self.amputation.when) / timedelta(days=1) >= min_days
+        return (when - amputation.when) / DAY >= min_days
 
     @property
     def days_since_amputation(self) -> int | None:
@@ -239,16 +242,38 @@ class Record(ImagingMixin):
         """The concept's Observations with their dates, newest first (undated last); cached."""
         cached = self._sorted.get(concept)
         if cached is None:
-            dated = [(self._date(obs), obs) for obs in self._observations.get(concept, ())]
-            oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
-            dated.sort(key=lambda item: item[0] or oldest, reverse=True)
-            cached = self._sorted[concept] = dated
+            observations = self._observations.get(concept)
+            if not observations:
+                return []
+            instants = _effective_instants(observations)
+            if instants is not None:  # every one dated: the dates are the sort keys
+                cached = list(zip(instants, observations, strict=True))
+                cached.sort(key=itemgetter(0), reverse=True)
+            else:
+                cached = [(self._date(obs), obs) for obs in observations]
+                oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
+                cached.sort(key=lambda item: item[0] or oldest, reverse=True)
+            self._sorted[concept] = cached
         return cached
+
+    @cached_property
+    def _answers(self) -> dict[tuple[Any, ...], Any]:
+        """Query results of this record by query (concept, window, scope), so the facts, rules
+        and cards that ask the same question share one answer (never keyed by content)."""
+        return {}
 
     def _quantity(self, concept: str, when: datetime | None,
                   obs: dict[str, Any]) -> Finding | None:
         """One Observation's value converted to the concept's unit, or None (noted when the
-        unit cannot be converted)."""
+        unit cannot be converted); read once per Observation and concept."""
+        key = ("quantity", concept, id(obs))  # the record holds the Observation: ids stay unique
+        answers = self._answers
+        if key not in answers:
+            answers[key] = self._read_quantity(concept, when, obs)
+        return answers[key]  # type: ignore[no-any-return]
+
+    def _read_quantity(self, concept: str, when: datetime | None,
+                       obs: dict[str, Any]) -> Finding | None:
         quantity = obs.get("valueQuantity")
         if not isinstance(quantity, dict):
             return None
@@ -287,14 +312,26 @@ class Record(ImagingMixin):
 
     def latest(self, concept: str, days: float) -> Finding | None:
         """The most recent usable value of a concept within ``days`` (clinical-rules.md §2)."""
-        for when, obs in self._in_window(concept, days):
-            found = self._quantity(concept, when, obs)
-            if found is not None:
-                return found
-        return None
+        key = ("latest", concept, days)
+        answers = self._answers
+        if key not in answers:
+            found = None
+            for when, obs in self._in_window(concept, days):
+                found = self._quantity(concept, when, obs)
+                if found is not None:
+                    break
+            answers[key] = found
+        return answers[key]  # type: ignore[no-any-return]
 
     def coded(self, concept: str, days: float | None = None) -> list[Finding]:
         """Coded results (positive / negative) of a concept, newest first."""
+        key = ("coded", concept, days)
+        answers = self._answers
+        if key not in answers:
+            answers[key] = self._read_coded(concept, days)
+        return list(answers[key])
+
+    def _read_coded(self, concept: str, days: float | None) -> list[Finding]:
         out = []
         for obs in self._observations.get(concept, ()):
             when = self._date(obs)
@@ -349,6 +386,13 @@ class Record(ImagingMixin):
         ``scope``: ``active`` (clinicalStatus active/recurrence/relapse or missing) or
         ``on-record`` (any clinical status; for safety gates, clinical-rules.md §2).
         """
+        key = ("conditions", concept, scope)
+        answers = self._answers
+        if key not in answers:
+            answers[key] = self._read_conditions(concept, scope)
+        return list(answers[key])
+
+    def _read_conditions(self, concept: str, scope: str) -> list[Finding]:
         out = []
         for member in self.mappings.members(concept):
             for condition in self._conditions.get(member, ()):
@@ -433,6 +477,38 @@ class Record(ImagingMixin):
         return list(out.values())
 
     # ----------------------------------------------------------------- imaging
+_EFFECTIVE = methodcaller("get", "effectiveDateTime")
+
+
+def _effective_instants(observations: Sequence[dict[str, Any]]) -> list[datetime] | None:
+    """Each Observation's ``resource_date`` when every one has an ``effectiveDateTime`` of the
+    form ``YYYY-MM-DDThh:mm:ssZ`` (what lab feeds send), else None (then date them one by one).
+
+    The same dates as ``resource_date``: ``effectiveDateTime`` is an Observation's first date
+    field, and for this shape (checked exactly as ``parse_datetime``'s direct path checks it:
+    20 ASCII characters, ``-`` ``-`` ``T`` ``:`` ``:`` ``Z`` in their places) ``parse_datetime``
+    is ``datetime.fromisoformat``; a value that does not parse leaves the series to the one-by-one
+    path. Checked on the whole series in a few string operations, because a concept's series is
+    dated in full to find its newest value and a call chain per Observation dominated the
+    rules' time."""
+    values = list(map(_EFFECTIVE, observations))
+    try:
+        text = "".join(values)  # TypeError unless every value is a string
+    except TypeError:
+        return None
+    count = len(values)
+    dashes, colons = "-" * count, ":" * count
+    if not (set(map(len, values)) == {20} and text.isascii()
+            and text[19::20] == "Z" * count and text[10::20] == "T" * count
+            and text[4::20] == dashes and text[7::20] == dashes
+            and text[13::20] == colons and text[16::20] == colons):
+        return None
+    try:
+        return list(map(datetime.fromisoformat, values))
+    except ValueError:
+        return None
+
+
 def _reference_high(obs: dict[str, Any]) -> float | None:
     """The reference range's upper limit in the value's own unit (used by the ALP rule)."""
     for item in as_list(obs.get("referenceRange")):

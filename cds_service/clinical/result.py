@@ -21,5 +21,12 @@ class RuleResult:
 
 
 def not_fired(rule_id: str) -> RuleResult:
-    """The result of a rule whose conditions do not hold."""
-    return RuleResult(rule_id, False)
+    """The result of a rule whose conditions do not hold (one shared, immutable instance per
+    rule: most rules do not fire on a chart)."""
+    result = _NOT_FIRED.get(rule_id)
+    if result is None:
+        result = _NOT_FIRED[rule_id] = RuleResult(rule_id, False)
+    return result
+
+
+_NOT_FIRED: dict[str, RuleResult] = {}
