@@ -18,6 +18,8 @@ from ..fhir.resources import as_list, coding_keys, reference_id, resource_date
 from .finding import Finding
 from .finding import ref as _ref
 from .laterality import side_from_codes, side_from_text, side_of
+from .reportformats import report_texts
+from .reporttext import Mention, Reader
 
 MODALITY_KIND = {"DX": "foot-radiograph", "CR": "foot-radiograph", "MR": "foot-mri",
                  "CT": "foot-ct", "NM": "three-phase-bone-scan", "PT": "fdg-pet"}
@@ -31,6 +33,10 @@ IMPLIED_MODALITY = {
     "bone-scan-phase3-increased": "three-phase-bone-scan",
     "leukocyte-scan-positive": "leukocyte-scan", "pet-positive": "fdg-pet",
 }
+_IMAGING_KIND_SET = frozenset(IMAGING_KINDS)
+_SERIES_SIDE = {"L": "left", "R": "right"}
+_POLARITY = {Mention.PRESENT: "positive", Mention.UNCERTAIN: "uncertain",
+             Mention.NEGATED: "negative"}
 
 
 @dataclass
@@ -66,7 +72,7 @@ class ImagingMixin:
     """
 
     def _kind_of_report(self, report: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
-        kinds = self.mappings.concepts_of(report.get("code")) & set(IMAGING_KINDS)
+        kinds = self.mappings.concepts_of(report.get("code")) & _IMAGING_KIND_SET
         study = None
         for ref in as_list(report.get("imagingStudy")):
             _, ident = reference_id(ref)
@@ -74,10 +80,10 @@ class ImagingMixin:
                 study = self._studies[ident]
         if not kinds and study is not None:
             kinds = self._kinds_of_study(study)
-        return (sorted(kinds)[0] if kinds else None), study
+        return (min(kinds) if kinds else None), study
 
     def _kinds_of_study(self, study: dict[str, Any]) -> set[str]:
-        kinds = self.mappings.concepts_of(study.get("procedureCode")) & set(IMAGING_KINDS)
+        kinds = self.mappings.concepts_of(study.get("procedureCode")) & _IMAGING_KIND_SET
         if not kinds:
             modalities = [m.get("code") for m in as_list(study.get("modality"))
                           if isinstance(m, dict)]
@@ -99,7 +105,7 @@ class ImagingMixin:
             laterality = series.get("laterality")
             if isinstance(laterality, dict):
                 code = str(laterality.get("code", "")).upper()
-                side = {"L": "left", "R": "right"}.get(code) or side_from_codes(
+                side = _SERIES_SIDE.get(code) or side_from_codes(
                     {"coding": [laterality]})
                 if side:
                     return side
@@ -110,16 +116,12 @@ class ImagingMixin:
         return None
 
     def _read_imaging(self) -> list[ImagingReport]:
-        from .reportformats import report_texts
-        from .reporttext import Mention, Reader
-
         reader = Reader.from_mappings(self.mappings)
         text_map = self.mappings.text
         findings = self.mappings.text_findings
-        polarity_of = {Mention.PRESENT: "positive", Mention.UNCERTAIN: "uncertain",
-                       Mention.NEGATED: "negative"}
+        observations = self._observations
         finding_observations = {str(o.get("id")) for cid in findings
-                                for o in self._observations.get(cid, ())}
+                                for o in observations.get(cid, ())}
         reports: list[ImagingReport] = []
         other_side: list[ImagingReport] = []
         self.imaging_other_side = other_side
@@ -134,7 +136,8 @@ class ImagingMixin:
                 side_from_text((report.get("code") or {}).get("text"))
             item = ImagingReport(_ref(report), kind, resource_date(report), side, True)
             coded = False
-            for cid in self.mappings.concepts_of(report.get("conclusionCode")):
+            conclusion_codes = report.get("conclusionCode")
+            for cid in self.mappings.concepts_of(conclusion_codes) if conclusion_codes else ():
                 cid = text_map.conclusion_codes.get(cid, cid)
                 if cid in findings:
                     item.findings[cid] = "positive"
@@ -156,11 +159,11 @@ class ImagingMixin:
                     linked = True
             reading = reader.read(texts)
             for cid, mention in reading.mentions.items():
-                polarity = polarity_of[mention]
+                polarity = _POLARITY[mention]
                 if _stronger(polarity, item.findings.get(cid)):
                     item.findings[cid] = polarity
                     item.evidence[cid] = reading.evidence[cid]
-            item.text = "\n\n".join(text for _, text in texts)
+            item.text = texts[0][1] if len(texts) == 1 else "\n\n".join(t for _, t in texts)
             item.unread = tuple(extracted.unread)
             if not (texts or coded or linked or item.unread):
                 item.unread = ("the report carries no text",)
@@ -190,7 +193,8 @@ class ImagingMixin:
             elif ident not in other_studies:
                 other_side.append(ImagingReport(_ref(study), sorted(kinds)[0],
                                                 resource_date(study), side, False))
-        self._add_finding_observations(reports, results_of)
+        if finding_observations:
+            self._add_finding_observations(reports, results_of)
         return reports
 
     def _result_section(self, observation: dict[str, Any]) -> str:
@@ -253,5 +257,7 @@ class ImagingMixin:
 
 
 def _stronger(new: str, old: str | None) -> bool:
-    rank = {"positive": 3, "uncertain": 2, "negative": 1}
-    return rank[new] > rank.get(old or "", 0)
+    return _RANK[new] > _RANK.get(old or "", 0)
+
+
+_RANK = {"positive": 3, "uncertain": 2, "negative": 1}

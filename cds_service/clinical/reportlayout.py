@@ -93,18 +93,6 @@ def statement_texts(text: str, layout: Layout, default: str = "findings",
                     kinds: frozenset[str] | None = None) -> list[tuple[str, str]]:
     """Like :func:`statements`, as ``(section kind, text)`` pairs; with ``kinds``, only the
     statements of those section kinds (the others are not even cut into sentences)."""
-    section = default
-    out: list[tuple[str, str]] = []
-    chunk: list[str] = []
-    chunk_section = section
-
-    def flush() -> None:
-        if chunk:
-            if kinds is None or chunk_section in kinds:
-                joined = " ".join(chunk)
-                _sentences(joined, chunk_section, out, joined.isascii() and joined.isprintable())
-            chunk.clear()
-
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if ":" in text:  # an inline header is always followed by a colon
         text = layout.inline_header.sub("\n", text)
@@ -112,11 +100,14 @@ def statement_texts(text: str, layout: Layout, default: str = "findings",
     # text without a tab or two spaces in a row it would change nothing.
     if not text.isascii() or "  " in text or "\t" in text:
         text = _SPACES.sub(" ", text)
+    section = default
+    chunks: list[tuple[str, list[str]]] = []  # (section kind, lines), in order
+    lines: list[str] | None = None  # the lines of the open chunk (None: a line opens one)
     previous_open = False  # the previous line ended without punctuation (it may be wrapped)
     for raw in text.split("\n"):
         line = raw.strip()
         if not line:
-            flush()
+            lines = None
             previous_open = False
             continue
         # A plain line opens with a header only if it holds a colon or " - " after the header,
@@ -125,7 +116,7 @@ def statement_texts(text: str, layout: Layout, default: str = "findings",
         header = layout.line_header.match(line) if (
             not plain or ":" in line or " - " in line or line.lower() in layout.headers) else None
         if header and _normal(header.group(1)) in layout.headers:
-            flush()
+            lines = None
             section = layout.headers[_normal(header.group(1))]
             line = header.group(2).strip()
             if not line:
@@ -134,14 +125,20 @@ def statement_texts(text: str, layout: Layout, default: str = "findings",
         else:
             bullet = _BULLET.match(line)
             if bullet:
-                flush()
+                lines = None
                 line = line[bullet.end():]
             elif not (previous_open and line[:1].islower()):
-                flush()
-        chunk_section = section
-        chunk.append(line)
+                lines = None
+        if lines is None:
+            lines = []
+            chunks.append((section, lines))
+        lines.append(line)
         previous_open = line[-1:] not in ".;:!?"
-    flush()
+    out: list[tuple[str, str]] = []
+    for chunk_section, chunk in chunks:
+        if kinds is None or chunk_section in kinds:
+            joined = " ".join(chunk)
+            _sentences(joined, chunk_section, out, joined.isascii() and joined.isprintable())
     return out
 
 
@@ -154,15 +151,21 @@ def _sentences(chunk: str, section: str, out: list[tuple[str, str]], plain: bool
         bullet = _BULLET.match(item)
         if bullet:
             item = item[bullet.end():]
-        pending: list[str] = []
+        pending: list[str] = []  # parts of a sentence not ended yet
         has_word = False
         for part in _plain_sentences(item) if plain else _SENTENCE_END.split(item):
-            pending.append(part)
-            has_word = has_word or bool(_HAS_WORD.search(part))
+            # (a letter or digit first is a word: the search is for the rest)
+            has_word = has_word or part[:1].isalnum() or _HAS_WORD.search(part) is not None
             if not has_word or (part[-1:] == "." and part.lower().endswith(_ABBREVIATIONS)):
-                continue  # "vs." and "e.g." do not end a sentence; nor does a lone "?"
-            out.append((section, " ".join(pending)))
-            pending, has_word = [], False
+                pending.append(part)  # "vs." and "e.g." do not end a sentence; nor a lone "?"
+                continue
+            if pending:
+                pending.append(part)
+                out.append((section, " ".join(pending)))
+                pending = []
+            else:
+                out.append((section, part))
+            has_word = False
         if pending:
             out.append((section, " ".join(pending)))
 

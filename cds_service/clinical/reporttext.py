@@ -106,8 +106,9 @@ class Reader:
     fillers: frozenset[str]
     diagnoses: Mapping[str, PhraseSet]  # concept -> (lengths, the phrases that name it)
     layout: Layout
-    # The first run of letters and digits of each key of ``targets`` (ASCII); None when a phrase
-    # opens with "?" (the pre-filter of :meth:`statement_tokens` is then off).
+    # A run of letters and digits of every finding phrase (ASCII), the longest (the longer, the
+    # rarer in other text); None when a phrase has none, being "?" only (the pre-filter of
+    # :meth:`statement_tokens` is then off).
     target_runs: frozenset[bytes] | None = None
 
     @classmethod
@@ -153,13 +154,14 @@ class Reader:
                     if cid not in named:
                         named.append(cid)
         named_by = {cid: frozenset(words(w) for w in ws) for cid, ws in (diagnoses or {}).items()}
-        runs = [_RUN.match(word) for word in targets]
+        runs = [max(_RUN.findall(" ".join(phrase)), key=len, default=None)
+                for table in targets.values() for phrase in table]
         return cls({k: (_by_length(v), v) for k, v in cue_index.items()},
                    {k: (_by_length(v), {p: tuple(c) for p, c in v.items()})
                     for k, v in targets.items()},
                    fillers, {cid: (_by_length(ws), ws) for cid, ws in named_by.items()},
                    Layout.build(sections or {}),
-                   None if None in runs else frozenset(r.group().encode() for r in runs if r))
+                   None if None in runs else frozenset(r.encode() for r in runs if r))
 
     # ------------------------------------------------------------------ one sentence
     def tokens(self, sentence: str) -> list[str]:
@@ -170,10 +172,16 @@ class Reader:
         """:meth:`tokens`, or None for a statement that cannot name a finding.
 
         Speed (issue 17): most statements name no finding, and tokenising costs more than the
-        rest of their reading. A finding phrase's first word is a token, so the first run of
-        letters and digits of that word is a whole run of an ASCII statement; a set test on
-        the statement's runs (one C pass) rules out the others. Without ``-``, ``'`` and ``?``
-        the tokens are those runs (see ``_WORD``)."""
+        rest of their reading. The words of a finding phrase are tokens of the statement that
+        names it, so every run of letters and digits in them is a whole run of the statement
+        (tokens begin and end next to other characters, and inside them runs are parted by
+        ``-`` or ``'``): a set test of an ASCII statement's runs (one C pass) against
+        ``target_runs`` rules out the others. Without ``-``, ``'`` and ``?`` the tokens are
+        those runs (see ``_WORD``).
+
+        The same holds for a whole ASCII text (:meth:`read`): cutting it into statements
+        drops or replaces only whitespace, punctuation, bullets and headers, so a statement's
+        runs are runs of the text."""
         if not statement.isascii():
             return self.tokens(statement)
         runs = statement.encode("ascii").translate(_RUNS).split()
@@ -189,6 +197,8 @@ class Reader:
         """For each target span ``(start, end, concept)``: ``(concept, category, start)``, the
         category being None (affirmed), neg, unc, hyp or hist."""
         cues = self._cues_in(tokens, targets)
+        if not cues:  # every finding affirmed
+            return [(cid, None, start) for start, _end, cid in targets]
         starts = [c[0] for c in cues]
         out = []
         for start, end, cid in targets:
@@ -219,28 +229,32 @@ class Reader:
 
     def _cues_in(self, tokens: Sequence[str], targets: Sequence[tuple[int, int, str]],
                  ) -> list[tuple[int, int, Cue]]:
+        found: list[tuple[int, int, Cue]] = []  # in order of position (found left to right)
+        index = self.cues
+        if index.keys().isdisjoint(tokens):
+            return found  # no word of the statement opens a cue (most often so)
         covered = set()
         for start, end, _ in targets:
             covered.update(range(start, end))
-        found: list[tuple[int, int, Cue]] = []
-        i, n = 0, len(tokens)
-        index = self.cues
-        while i < n:
-            table = index.get(tokens[i])
-            matched = 0
-            if table is not None and i not in covered:  # a cue overlapping a finding is dropped
-                sizes, phrases = table
-                for size in sizes:  # the longest cue here that overlaps no finding
-                    if i + size > n:
-                        continue  # (a slice cut short by the end could be a shorter cue)
-                    kinds = phrases.get(tuple(tokens[i:i + size]))
-                    if kinds is not None and covered.isdisjoint(range(i, i + size)):
-                        for cue in kinds:
-                            found.append((i, i + size, cue))
-                        matched = size
-                        break
-            i += matched or 1
-        found.sort(key=lambda item: item[0])
+        n = len(tokens)
+        free = 0  # the first token not inside a cue found
+        for i, word in enumerate(tokens):
+            if i < free:
+                continue
+            table = index.get(word)
+            if table is None or i in covered:  # a cue overlapping a finding is dropped
+                continue
+            sizes, phrases = table
+            for size in sizes:  # the longest cue here that overlaps no finding
+                end = i + size
+                if end > n:
+                    continue  # (a slice cut short by the end could be a shorter cue)
+                kinds = phrases.get(tuple(tokens[i:end]))
+                if kinds is not None and covered.isdisjoint(range(i, end)):
+                    for cue in kinds:
+                        found.append((i, end, cue))
+                    free = end
+                    break
         return found
 
     def find_targets(self, tokens: Sequence[str]) -> list[tuple[int, int, str]]:
@@ -284,7 +298,11 @@ class Reader:
         by_section: dict[str, dict[str, tuple[Mention, str]]] = {}
         diagnosis: dict[str, dict[str, tuple[Mention, str]]] = {}  # section -> strongest named
         abnormal: str | None = None  # a statement that states a marrow abnormality
+        target_runs = self.target_runs
         for default, text in texts:
+            if target_runs is not None and text.isascii() and target_runs.isdisjoint(
+                    text.encode("ascii").translate(_RUNS).split()):
+                continue  # no statement of it can name a finding (see statement_tokens)
             for section, said in statement_texts(text, self.layout, default, FINDING_KINDS):
                 tokens = self.statement_tokens(said)
                 if tokens is None:
@@ -313,6 +331,8 @@ class Reader:
                     if self._is_diagnosis(cid, tokens, start):
                         _keep_stronger(diagnosis.setdefault(section, {}), cid, reading)
                     _keep_stronger(level, cid, reading)
+        if not by_section:
+            return Reading({}, {})  # no finding named (then no diagnosis or abnormality)
         result: dict[str, tuple[Mention, str]] = {}
         for section in ("findings", "impression", "addendum"):  # later sections decide
             result.update(by_section.get(section, {}))
@@ -334,8 +354,11 @@ class Reader:
         if named is None:
             return False
         sizes, words = named
-        return any(tuple(tokens[start:start + size]) in words for size in sizes
-                   if start + size <= len(tokens))
+        for size in sizes:
+            # (a slice cut short by the end is a shorter phrase: if named, it is a match too)
+            if tuple(tokens[start:start + size]) in words:
+                return True
+        return False
 
 
 @dataclass(frozen=True)
