@@ -5,6 +5,11 @@ SVG is written by the page template (escaping in one place).
 Greyscale-safe by construction: each series has its own marker shape, thresholds are dashed
 lines with their value written beside them, positive results are filled and negative ones
 hollow, and the early post-operative window is hatched as well as tinted.
+
+A threshold's label never covers a lab value, the series' line or another text: it sits at the
+right end of its line (above it, else below it), else at the left end, else at the first free
+place along the line; when the line has no free place long enough it goes above the panel,
+beside a dashed key.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ SHAPES = {"esr": "circle", "crp": "square", "wbc": "triangle", "alkaline-phospha
 LANES = (("surgery", "Surgery"), ("imaging", "Imaging"), ("microbiology", "Biopsy, culture"),
          ("ignored", "Other foot"))
 TIP_WIDTH_CHARS = 58
+# Text boxes for placing the threshold labels (12px text; 11px for the shading's label), drawn
+# generously so that the real text fits inside in any of the page's fonts: DejaVu Sans, the widest
+# of them, measures at most 6.6 px a character at 12px. Ascent and descent include the halo.
+CHAR_W = {12: 7.0, 11: 6.4}
+ASCENT, DESCENT = 12.5, 5.0
+CLEAR = 2.0  # space kept free around marks and lines
+DOT_R = 6.5  # half the size of the largest lab dot (the diamond, 5.5, and its stroke)
+SLIDE = 8  # step between the places tried along a threshold line
+KEY = 24  # length of the dashed key beside a label written above its panel
 
 
 @dataclass
@@ -67,6 +81,10 @@ class Panel:
     dots: list[Dot]
     path: str
     hidden: int  # values outside the drawn time range
+    label_x: float = 0
+    label_y: float = 0  # the label's baseline
+    label_anchor: str = "end"
+    label_key: tuple[float, float] | None = None  # x1, x2 of the dashed key (label above panel)
 
 
 @dataclass
@@ -190,6 +208,8 @@ def layout(timeline: Timeline) -> Chart:
     if timeline.origin is not None and first < EARLY_DAYS:
         shade = (x(max(0, first)), x(min(EARLY_DAYS, first + span)))
     amp_x = x(0) if timeline.origin is not None and in_range(0) else None
+    for panel in panels:
+        _place_label(panel, left, right, amp_x, shade if panel is panels[-1] else None)
     caption = (f"Days since the index amputation (day {timeline.days_now} on "
                f"{_date(timeline.now)}), dates below" if timeline.origin else
                "Dates (the amputation date is unknown, so days since it cannot be shown)")
@@ -251,3 +271,85 @@ def _panel(series: Series, top: float, x, in_range, timeline: Timeline) -> Panel
     return Panel(series.concept, SHORT[series.concept], unit, top, SHAPES[series.concept], ticks,
                  y(limit), f"{series.threshold.label} ({series.threshold.source.cite()})", dots,
                  path, len(series.points) - len(shown))
+
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2
+
+
+def _text_box(x: float, baseline: float, text: str, size: int = 12) -> Box:
+    return x, baseline - ASCENT, x + len(text) * CHAR_W[size], baseline + DESCENT
+
+
+def _meets(box: Box, x1: float, y1: float, x2: float, y2: float) -> bool:
+    """Whether the segment (x1, y1)-(x2, y2) meets the box (Liang-Barsky clipping)."""
+    low, high = 0.0, 1.0
+    for p, q in ((x1 - x2, x1 - box[0]), (x2 - x1, box[2] - x1),
+                 (y1 - y2, y1 - box[1]), (y2 - y1, box[3] - y1)):
+        if p == 0:
+            if q < 0:
+                return False
+            continue
+        t = q / p
+        if p < 0:
+            low = max(low, t)
+        else:
+            high = min(high, t)
+        if low > high:
+            return False
+    return True
+
+
+def _place_label(panel: Panel, left: float, right: float, amp_x: float | None,
+                 shade: tuple[float, float] | None) -> None:
+    """Put the threshold label where it covers no dot, no stretch of the series' line, no other
+    text of the panel and not the amputation line (see the module's docstring for the order)."""
+    bottom = panel.top + PANEL_H
+    boxes: list[Box] = [(d.x - DOT_R, d.y - DOT_R, d.x + DOT_R, d.y + DOT_R) for d in panel.dots]
+    if not panel.dots:
+        boxes.append(_text_box(left + 6, panel.top + 60, f"no {panel.label} values on record"))
+    if shade is not None:  # "first 14 post-op days", written at the bottom of the last panel
+        boxes.append(_text_box(shade[0] + 3, bottom - 4, "first 14 post-op days", 11))
+    segments = [(a.x, a.y, b.x, b.y) for a, b in zip(panel.dots, panel.dots[1:], strict=False)]
+    if amp_x is not None:
+        segments.append((amp_x, panel.top, amp_x, bottom))
+    text = panel.threshold_label
+    width = len(text) * CHAR_W[12]
+
+    def free(x0: float, baseline: float) -> bool:
+        box = _text_box(x0, baseline, text)
+        if box[1] < panel.top - 4 or box[3] > bottom - 1:
+            return False
+        grown = (box[0] - CLEAR, box[1] - CLEAR, box[2] + CLEAR, box[3] + CLEAR)
+        return not any(b[0] < grown[2] and grown[0] < b[2] and b[1] < grown[3]
+                       and grown[1] < b[3] for b in boxes) and \
+            not any(_meets(grown, *s) for s in segments)
+
+    above, below = panel.threshold_y - DESCENT, panel.threshold_y + ASCENT
+    first, last = left + 6, right - width
+    places = [last, first, *[last - i * SLIDE for i in range(1, int((last - first) // SLIDE))]]
+    for x0 in places:
+        for baseline in (above, below):
+            if x0 >= first and free(x0, baseline):
+                panel.label_x, panel.label_anchor = (right, "end") if x0 == last else (x0, "start")
+                panel.label_y = baseline
+                return
+    # Nowhere on the line: above the panel (the gap between panels holds nothing else, but the
+    # amputation line crosses it), beside a short dashed key that ties it to the line: right
+    # aligned with the key after it, else left aligned after the key, slid clear of that line
+    # (a label too long for either side of it stays right aligned, across it).
+    panel.label_y = panel.top - 6
+    panel.label_key = (right - KEY, right)
+    panel.label_x, panel.label_anchor = right - KEY - 6, "end"
+
+    def clear_of_amputation(x1: float, x2: float) -> bool:
+        return amp_x is None or not x1 - CLEAR <= amp_x <= x2 + CLEAR
+
+    if clear_of_amputation(right - KEY - 6 - width, right):
+        return
+    x0 = left + 6
+    while x0 + KEY + 6 + width <= right:
+        if clear_of_amputation(x0, x0 + KEY + 6 + width):
+            panel.label_key = (x0, x0 + KEY)
+            panel.label_x, panel.label_anchor = x0 + KEY + 6, "start"
+            return
+        x0 += SLIDE
