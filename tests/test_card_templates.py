@@ -13,6 +13,7 @@ import json
 import locale
 import os
 import re
+import threading
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -38,7 +39,8 @@ from cds_service.clinical.orders import (
 )
 from cds_service.clinical.record import Record as ClinicalRecord
 from cds_service.clinical.rules import Assessment, assess
-from cds_service.clinical.vocabulary import MONTHS, day_month
+from cds_service.clinical.sources import cited
+from cds_service.clinical.vocabulary import FLAG_SENTENCES, MONTHS, day_month, flag_sentence
 from cds_service.fhir.resources import bundle_resources
 from cds_service.replay import build_request, patient_id_of, record_time
 from cds_service.web.routes import _cards_response
@@ -309,3 +311,28 @@ def test_printable_text_has_no_white_space_but_the_space() -> None:
     assert [c for c in spaces if c.isprintable()] == [" "]
     for text in ("a  b", "a\u00a0 b", " a b ", "a\tb", "a\u2003b", "x"):
         assert cards.one_line(text) == cards._SPACES.sub(" ", text).strip(" ")
+
+
+def test_threads_drawing_uuids_at_once_never_get_the_same_one() -> None:
+    source = cards._UuidSource()
+    drawn: list[list[str]] = [[] for _ in range(8)]
+
+    def draw(into: list[str]) -> None:
+        for _ in range(3 * source.BATCH):
+            into.append(source())
+
+    workers = [threading.Thread(target=draw, args=(into,)) for into in drawn]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    every = [u for into in drawn for u in into]
+    assert len(every) == 8 * 3 * source.BATCH
+    assert len(set(every)) == len(every)
+
+
+def test_each_flag_sentence_ends_with_its_sources_citation() -> None:
+    for flag, (_sentence, source) in FLAG_SENTENCES.items():
+        for seen in ("", "eGFR 24, 15\u00a0Nov"):
+            assert flag_sentence(flag, seen).endswith(cited(source) + ".")
+            assert (f"({seen})" in flag_sentence(flag, seen)) is bool(seen)

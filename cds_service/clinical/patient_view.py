@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 
 from ..cards import Action, CardSpec, Suggestion, md
 from . import facts as th
@@ -94,7 +95,10 @@ def indicator(a: Assessment) -> str:
 
 
 def _result(a: Assessment, rule_id: str | None) -> RuleResult | None:
-    return next((r for r in a.results if r.id == rule_id), None)
+    for result in a.results:  # the first result of the rule
+        if result.id == rule_id:
+            return result
+    return None
 
 
 def _on_the(item: Finding, now: datetime) -> str:
@@ -184,8 +188,13 @@ def ho_reason(a: Assessment) -> str:
     return v.HO_UNREAD_IMAGING if unread else v.HO_NO_IMAGING
 
 
+# The citation of a few sources, built once per distinct tuple of the rulebook's Source constants
+# (a Source holds no record content).
+_citation = lru_cache(maxsize=256)(cited)
+
+
 def _verdict(phrase: str, reason: str, sources: tuple[Source, ...]) -> str:
-    cite = cited(*sources) if sources else ""
+    cite = _citation(*sources) if sources else ""
     return f"**{phrase[0].upper()}{phrase[1:]}**: {reason}{cite}"
 
 

@@ -106,17 +106,20 @@ FLAG_SENTENCES: dict[str, tuple[str, Source]] = {
 }
 
 
+FLAG_CITATIONS = {flag: cited(source) for flag, (_sentence, source) in FLAG_SENTENCES.items()}
+
+
 def flag_sentence(flag: str, seen: str = "") -> str:
     """A flag as a card paragraph: its sentence with the flag's name in bold, what was seen in
     parentheses after the name ("**Renal impairment** (eGFR 24 mL/min/1.73 m², 15 Nov): ..."),
     and its citation."""
-    sentence, source = FLAG_SENTENCES[flag]
+    sentence = FLAG_SENTENCES[flag][0]  # its source: FLAG_CITATIONS
     name, colon, rest = sentence.partition(":")
     if colon:
         sentence = f"**{name}**" + (f" ({seen})" if seen else "") + colon + rest
     elif seen:
         sentence = f"{sentence} ({seen})"
-    return sentence.rstrip(".") + cited(source) + "."
+    return sentence.rstrip(".") + FLAG_CITATIONS[flag] + "."
 
 
 # Findings that never move the OM tier (OM-8), as the card names them.
