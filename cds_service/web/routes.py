@@ -81,13 +81,14 @@ def invoke(service_id: str) -> Response:
 
 def _cards_response(cards: list[dict[str, Any]]) -> Response:
     """``jsonify({"cards": cards})`` without its detour through ``str`` (FastJSONProvider: orjson
-    text decoded, a newline added, encoded again): the same bytes and headers, ~7 µs sooner.
+    text decoded, a newline added, encoded again): the same bytes and headers, ~30 K fewer
+    instructions (~7 µs).
     Anything orjson cannot encode goes to ``jsonify`` (its fallback encoder) as before."""
     try:
         body = orjson.dumps({"cards": cards}) + b"\n"
     except TypeError:
         return jsonify({"cards": cards})
-    return Response(body, mimetype="application/json")
+    return Response(body, content_type="application/json")  # what mimetype= would give
 
 
 def _status_of(exc: Exception) -> int:
