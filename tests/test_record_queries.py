@@ -10,13 +10,17 @@ a returned list must not change what the next caller gets.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from cds_service.clinical.finding import Finding
 from cds_service.clinical.record import Record, _effective_instants
+from cds_service.clinical.result import RuleResult
 from cds_service.fhir.resources import resource_date
 from tests.conftest import CLOCK
 from tests.support.rulebook import MAPPINGS
@@ -126,3 +130,20 @@ def test_shared_answers_are_not_changed_by_their_callers() -> None:
     quantities = record.quantities("esr")
     quantities.clear()
     assert len(record.quantities("esr")) == 1
+
+
+@pytest.mark.parametrize("cls", [Finding, RuleResult])
+def test_the_hand_written_constructors_match_the_fields(cls: type) -> None:
+    """Finding and RuleResult set their fields in their own __init__ (faster than the generated
+    one): same names, order and defaults as the dataclass fields, and still frozen."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert [(p.name, p.default) for p in params] == [
+        (f.name, inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default)
+        for f in dataclasses.fields(cls)]
+    values = {p.name: f"v{i}" for i, p in enumerate(params)}
+    made = cls(**values)
+    assert dataclasses.asdict(made) == values
+    assert made == cls(**values) and hash(made) == hash(cls(**values))
+    assert made != cls(**{**values, params[-1].name: "other"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.ref = "x"  # type: ignore[misc]

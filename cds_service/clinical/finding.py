@@ -10,7 +10,7 @@ UNIT_DISPLAY = {"mL/min/{1.73_m2}": "mL/min/1.73 m²", "10*9/L": "×10⁹/L", "C
                 "cm2": "cm²"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Finding:
     """One fact read from one resource; ``ref`` is that resource (``Observation/123``)."""
 
@@ -24,6 +24,17 @@ class Finding:
     modality: str | None = None  # imaging kind concept for imaging findings
     text: str | None = None  # how to show the value when it is not a number
     high: float | None = None  # the Observation's referenceRange.high, converted (ALP rule)
+
+    def __init__(self, concept: str, label: str, ref: str, when: datetime | None,
+                 value: float | None = None, unit: str | None = None,
+                 polarity: str | None = None, modality: str | None = None,
+                 text: str | None = None, high: float | None = None) -> None:
+        # The fields above, set once into the instance's dict: the generated __init__ of a
+        # frozen dataclass calls object.__setattr__ per field, twice the cost, and every chart
+        # builds a dozen findings (issue 17). tests/test_record_queries.py keeps the two equal.
+        self.__dict__.update(concept=concept, label=label, ref=ref, when=when, value=value,
+                             unit=unit, polarity=polarity, modality=modality, text=text,
+                             high=high)
 
     def shown_value(self) -> str:
         if self.value is not None:

@@ -9,11 +9,11 @@ resource that fails is skipped with a note, never a crash.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from operator import itemgetter, methodcaller
+from operator import itemgetter
 from typing import Any
 
 from .. import units
@@ -236,25 +236,36 @@ class Record(ImagingMixin):
 
     # ----------------------------------------------------------------- observations
     def _usable(self, resource: dict[str, Any]) -> bool:
-        return self.same_side(side_of(resource)) and self._check(resource)
+        # an unknown amputation side excludes no side: then the resource's own is not read
+        return (self.side is None or self.same_side(side_of(resource))) and self._check(resource)
 
-    def _newest_first(self, concept: str) -> list[tuple[datetime | None, dict[str, Any]]]:
-        """The concept's Observations with their dates, newest first (undated last); cached."""
-        cached = self._sorted.get(concept)
-        if cached is None:
-            observations = self._observations.get(concept)
-            if not observations:
-                return []
-            instants = _effective_instants(observations)
-            if instants is not None:  # every one dated: the dates are the sort keys
-                cached = list(zip(instants, observations, strict=True))
-                cached.sort(key=itemgetter(0), reverse=True)
-            else:
-                cached = [(self._date(obs), obs) for obs in observations]
-                oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
-                cached.sort(key=lambda item: item[0] or oldest, reverse=True)
-            self._sorted[concept] = cached
-        return cached
+    def _newest_first(self, concept: str) -> Iterator[tuple[datetime | None, dict[str, Any]]]:
+        """The concept's Observations with their dates, newest first (undated last); dated once
+        per record."""
+        key = ("series", concept)
+        answers = self._answers
+        series = answers.get(key)
+        if series is None:
+            series = answers[key] = self._dated_series(concept)
+        dates, observations = series
+        return zip(dates, observations, strict=True)
+
+    def _dated_series(self, concept: str) -> tuple[list[datetime | None], list[dict[str, Any]]]:
+        """(dates, Observations) of a concept, sorted by date, newest first (undated last)."""
+        observations = self._observations.get(concept)
+        if not observations:
+            return [], []
+        instants = _effective_instants(observations)
+        if instants is not None:  # every one dated
+            if instants == sorted(instants, reverse=True):
+                return instants, observations  # newest first already, as _sort=-date asks
+            ordered = sorted(zip(instants, observations, strict=True), key=itemgetter(0),
+                             reverse=True)
+        else:
+            oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
+            ordered = sorted(((self._date(obs), obs) for obs in observations),
+                             key=lambda item: item[0] or oldest, reverse=True)
+        return [when for when, _ in ordered], [obs for _, obs in ordered]
 
     @cached_property
     def _answers(self) -> dict[tuple[Any, ...], Any]:
@@ -312,16 +323,16 @@ class Record(ImagingMixin):
 
     def latest(self, concept: str, days: float) -> Finding | None:
         """The most recent usable value of a concept within ``days`` (clinical-rules.md §2)."""
-        key = ("latest", concept, days)
-        answers = self._answers
-        if key not in answers:
-            found = None
-            for when, obs in self._in_window(concept, days):
-                found = self._quantity(concept, when, obs)
-                if found is not None:
-                    break
-            answers[key] = found
-        return answers[key]  # type: ignore[no-any-return]
+        now = self.now
+        for when, obs in self._newest_first(concept):  # as _in_window walks, unrolled here
+            if when is None:
+                return None
+            ago = (now - when) / DAY
+            if ago > days:
+                return None  # everything after is older or undated
+            if ago >= -1 and (found := self._quantity(concept, when, obs)) is not None:
+                return found
+        return None
 
     def coded(self, concept: str, days: float | None = None) -> list[Finding]:
         """Coded results (positive / negative) of a concept, newest first."""
@@ -477,7 +488,7 @@ class Record(ImagingMixin):
         return list(out.values())
 
     # ----------------------------------------------------------------- imaging
-_EFFECTIVE = methodcaller("get", "effectiveDateTime")
+_EFFECTIVE = itemgetter("effectiveDateTime")
 
 
 def _effective_instants(observations: Sequence[dict[str, Any]]) -> list[datetime] | None:
@@ -491,10 +502,10 @@ def _effective_instants(observations: Sequence[dict[str, Any]]) -> list[datetime
     path. Checked on the whole series in a few string operations, because a concept's series is
     dated in full to find its newest value and a call chain per Observation dominated the
     rules' time."""
-    values = list(map(_EFFECTIVE, observations))
     try:
-        text = "".join(values)  # TypeError unless every value is a string
-    except TypeError:
+        values = list(map(_EFFECTIVE, observations))  # KeyError: one has no effectiveDateTime
+        text = "".join(values)  # TypeError: one is not a string
+    except (KeyError, TypeError):
         return None
     count = len(values)
     dashes, colons = "-" * count, ":" * count

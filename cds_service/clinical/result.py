@@ -8,7 +8,7 @@ from .finding import Finding
 from .sources import Source
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RuleResult:
     """``evidence`` are the findings (with their source references) the card shows."""
 
@@ -18,6 +18,13 @@ class RuleResult:
     evidence: tuple[Finding, ...] = ()
     source: Source | None = None
     effect: str | None = None  # tier or status this rule argues for
+
+    def __init__(self, id: str, fired: bool, explanation: str = "",
+                 evidence: tuple[Finding, ...] = (), source: Source | None = None,
+                 effect: str | None = None) -> None:
+        # The fields above, set once into the instance's dict (as Finding does; issue 17).
+        self.__dict__.update(id=id, fired=fired, explanation=explanation, evidence=evidence,
+                             source=source, effect=effect)
 
 
 def not_fired(rule_id: str) -> RuleResult:
