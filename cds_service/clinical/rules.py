@@ -81,6 +81,7 @@ def _flag_findings(facts: Facts) -> dict[str, tuple[Finding, ...]]:
 
 
 OM_ORDER = ("OM-1", "OM-2", "OM-3", "OM-4", "OM-5", "OM-6", "OM-7", "OM-8")
+HO_ORDER = ("HO-1", "HO-2", "HO-4", "HO-5", "HO-6", "HO-7")  # the rulebook has no HO-3
 FLAG_ORDER = ("severe-infection", "early-postoperative", "charcot", "pad", "recent-antibiotics",
               "renal-impairment", "ho-favored", "ho-ulcer-coexistence",
               "bone-scan-nondiscriminating")
@@ -149,7 +150,7 @@ def assess(facts: Facts) -> Assessment:
     fired = [r for r in (s1, s2) if r.fired]
     fired += [om[i] for i in OM_ORDER if om[i].fired]
     ho_rules = {r.id: r for r in (ho1, ho4, ho5, ho6, *derived) if r.fired}
-    fired += [ho_rules[i] for i in sorted(ho_rules, key=lambda x: int(x.split("-")[1]))]
+    fired += [ho_rules[i] for i in HO_ORDER if i in ho_rules]
     flags = [f for f in FLAG_ORDER if f in flag_evidence]
     return Assessment(tier, ho, flags, fired, facts, deciding, ho_deciding, flag_evidence)
 
