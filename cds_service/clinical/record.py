@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import units
 from ..fhir.resources import (
+    as_list,
     code_text,
     coding_keys,
     codings,
@@ -109,11 +110,18 @@ class Record(ImagingMixin):
         pending_meds = []
         foreign = 0
         patient_id = self.patient_id
+        own_reference = f"Patient/{patient_id}"
+        concepts_of = self.mappings.concepts_of
+        observations = self._observations
 
         def mine(resource: dict[str, Any]) -> bool:
             # checked only for resources that are kept: a record may hold thousands of others
             nonlocal foreign
-            if patient_id is not None and is_about_another_patient(resource, patient_id):
+            subject = resource.get("subject")
+            if patient_id is None or (isinstance(subject, dict)
+                                      and subject.get("reference") == own_reference):
+                return True  # the common case, without parsing the reference
+            if is_about_another_patient(resource, patient_id):
                 foreign += 1
                 return False
             return True
@@ -121,11 +129,12 @@ class Record(ImagingMixin):
         for resource in resources:
             kind = resource.get("resourceType")
             if kind == "Observation":
-                if _status(resource) in USABLE_OBSERVATION:
-                    concepts = self.mappings.concepts_of(resource.get("code"))
+                status = resource.get("status")
+                if isinstance(status, str) and status in USABLE_OBSERVATION:
+                    concepts = concepts_of(resource.get("code"))
                     if concepts and mine(resource):
                         for cid in concepts:
-                            self._observations[cid].append(resource)
+                            observations[cid].append(resource)
                     elif not concepts and isinstance(resource.get("valueString"), str) \
                             and mine(resource):
                         # a report's result may carry the report text (§2 "Imaging findings")
@@ -227,10 +236,8 @@ class Record(ImagingMixin):
 
     # ----------------------------------------------------------------- observations
     def _usable(self, resource: dict[str, Any]) -> bool:
-        # same_side, with the amputation's side read once (unknown: the resource's is not read)
-        own = self.amputation.side if self.amputation else None
-        return (own is None or (side := side_of(resource)) is None or side == own) \
-            and self._check(resource)
+        # an unknown amputation side excludes no side: then the resource's own is not read
+        return (self.side is None or self.same_side(side_of(resource))) and self._check(resource)
 
     def _newest_first(self, concept: str) -> Iterator[tuple[datetime | None, dict[str, Any]]]:
         """The concept's Observations with their dates, newest first (undated last); dated once
@@ -515,8 +522,7 @@ def _effective_instants(observations: Sequence[dict[str, Any]]) -> list[datetime
 
 def _reference_high(obs: dict[str, Any]) -> float | None:
     """The reference range's upper limit in the value's own unit (used by the ALP rule)."""
-    ranges = obs.get("referenceRange")
-    for item in ranges if isinstance(ranges, list) else ():
+    for item in as_list(obs.get("referenceRange")):
         if isinstance(item, dict) and isinstance(item.get("high"), dict):
             value = item["high"].get("value")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
