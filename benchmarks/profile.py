@@ -124,7 +124,7 @@ class Stages:
             ("facts and rules", services, "assess"),
             ("card building", services, "patient_view_cards"),
             ("card rendering", services, "render_response"),
-            ("JSON encoding", routes, "jsonify"),
+            ("JSON encoding", routes, "_cards_response"),
         )
         self.cpu: dict[str, float] = {}
         self._saved: list[tuple[Any, str, Any]] = []  # (owner, name, own attribute or None)
