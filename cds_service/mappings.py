@@ -124,9 +124,20 @@ class MappingTable:
         then code, with the same outcome as :meth:`concept_of_key` of the keys
         :func:`~cds_service.fhir.resources.coding_keys` builds (``system|code.strip()``).
         """
+        by_system = self._by_system
+        if type(codeable) is dict:  # the commonest shape first: one coding, its code mapped
+            codings = codeable.get("coding")
+            if type(codings) is list and len(codings) == 1:
+                coding = codings[0]
+                if type(coding) is dict:
+                    system, code = coding.get("system"), coding.get("code")
+                    if type(system) is str and type(code) is str and "|" not in system:
+                        codes = by_system.get(system)
+                        cid = codes.get(code) if codes is not None else None
+                        if cid is not None:
+                            return {cid}
         items = codeable if isinstance(codeable, list) else (codeable,)
         found: set[str] = set()
-        by_system = self._by_system
         prefix_systems = self._prefix_systems
         for item in items:
             if not isinstance(item, dict):

@@ -132,7 +132,10 @@ class Record(ImagingMixin):
                 status = resource.get("status")
                 if isinstance(status, str) and status in USABLE_OBSERVATION:
                     concepts = concepts_of(resource.get("code"))
-                    if concepts and mine(resource):
+                    subject = resource.get("subject")
+                    if concepts and ((type(subject) is dict  # mine(), its common case inline
+                                      and subject.get("reference") == own_reference)
+                                     or mine(resource)):
                         for cid in concepts:
                             observations[cid].append(resource)
                     elif not concepts and isinstance(resource.get("valueString"), str) \
