@@ -292,6 +292,30 @@ def test_ho4_alp_uses_reference_range_high_else_120():
     assert "HO-4" in assessed(above).rule_ids
 
 
+def test_ho4_alp_reference_high_is_compared_in_the_values_unit():
+    # SI units (µkat/L, 1 µkat/L = 60 U/L): 1.5 µkat/L = 90 U/L is below a 1.8 µkat/L (108 U/L)
+    # limit and 2.5 µkat/L = 150 U/L above it; the limit is converted as the value is, never
+    # compared in another unit (clinical-rules.md §3 "ALP high")
+    normal, high = base(30), base(30)
+    normal.lab(*ALP, 1.5, "ukat/L", 1, high=1.8)
+    high.lab(*ALP, 2.5, "ukat/L", 1, high=1.8)
+    for record in (normal, high):
+        record.lab(*CRP, 5, "mg/L", 1)
+    assert "HO-4" not in assessed(normal).rule_ids
+    assert "HO-4" in assessed(high).rule_ids
+
+
+def test_alp_reference_high_in_a_unit_that_cannot_be_converted_is_noted_not_used():
+    record = base(30)
+    record.lab(*ALP, 125, "U/L", 1, high=130)
+    record.resources[-1]["referenceRange"][0]["high"].update(unit="furlongs", code="furlongs")
+    record.lab(*CRP, 5, "mg/L", 1)
+    result = ClinicalRecord(record.resources, MAPPINGS, CLOCK, "p1")
+    alp = result.latest("alkaline-phosphatase", 30)
+    assert alp is not None and alp.value == 125 and alp.high is None  # the rule's default then
+    assert any("reference range unit furlongs cannot be converted" in n for n in result.notes)
+
+
 def test_ho4_bone_scan_phases_two_and_three_only_and_prominence():
     scan = base(100)
     scan.report(BONE_SCAN, 5, "Increased blood pool activity and increased delayed uptake. "

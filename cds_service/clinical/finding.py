@@ -23,7 +23,7 @@ class Finding:
     polarity: str | None = None  # positive | negative | uncertain (coded results, imaging)
     modality: str | None = None  # imaging kind concept for imaging findings
     text: str | None = None  # how to show the value when it is not a number
-    high: float | None = None  # the Observation's referenceRange.high, converted (ALP rule)
+    high: float | None = None  # referenceRange.high in the finding's unit (ALP rule)
 
     def __init__(self, concept: str, label: str, ref: str, when: datetime | None,
                  value: float | None = None, unit: str | None = None,

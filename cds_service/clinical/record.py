@@ -18,7 +18,6 @@ from typing import Any
 
 from .. import units
 from ..fhir.resources import (
-    as_list,
     code_text,
     coding_keys,
     codings,
@@ -89,7 +88,6 @@ class Record(ImagingMixin):
         self.notes: list[str] = self._validator.notes
         self._check = self._validator.ok
         self._observations: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self._sorted: dict[str, list[tuple[datetime | None, dict[str, Any]]]] = {}
         self._conditions: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._procedures: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._medications: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -305,7 +303,32 @@ class Record(ImagingMixin):
                 self.notes.append(note)
             return None
         return Finding(concept, self.mappings.label(concept), _ref(obs), when, value=value,
-                       unit=target, high=_reference_high(obs))
+                       unit=target, high=self._reference_high(concept, obs, unit, target))
+
+    def _reference_high(self, concept: str, obs: dict[str, Any], value_unit: Any,
+                        target: str) -> float | None:
+        """The reference range's upper limit converted to the concept's unit, as the value is
+        (the ALP rule compares the two, clinical-rules.md §3 "ALP high"); the limit's own unit
+        when it gives one, else the value's. None when there is none, or when its unit cannot be
+        converted (noted: the rule then uses its default limit)."""
+        ranges = obs.get("referenceRange")
+        for item in ranges if isinstance(ranges, list) else ():
+            high = item.get("high") if isinstance(item, dict) else None
+            if not isinstance(high, dict):
+                continue
+            raw = high.get("value")
+            if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+                continue
+            unit = high.get("code") or high.get("unit") or value_unit
+            try:
+                return units.convert(float(raw), unit, target, concept)
+            except units.UnitError:
+                note = (f"{_ref(obs)} ({self.mappings.label(concept)}): reference range unit "
+                        f"{unit or 'missing'} cannot be converted to {target}; range not used")
+                if note not in self.notes:
+                    self.notes.append(note)
+                return None
+        return None
 
     def _in_window(self, concept: str, days: float | None):  # type: ignore[no-untyped-def]
         """Yield (date, Observation) of a concept within ``days``, newest first."""
@@ -521,16 +544,6 @@ def _effective_instants(observations: Sequence[dict[str, Any]]) -> list[datetime
         return list(map(datetime.fromisoformat, values))
     except ValueError:
         return None
-
-
-def _reference_high(obs: dict[str, Any]) -> float | None:
-    """The reference range's upper limit in the value's own unit (used by the ALP rule)."""
-    for item in as_list(obs.get("referenceRange")):
-        if isinstance(item, dict) and isinstance(item.get("high"), dict):
-            value = item["high"].get("value")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-    return None
 
 
 def _coded_text(obs: dict[str, Any], polarity: str) -> str:
