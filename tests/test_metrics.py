@@ -10,6 +10,7 @@ threads, replaces both workers (SIGHUP) and sends the mix again: the instance's 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
 import os
 import re
@@ -30,7 +31,7 @@ from sqlalchemy.exc import OperationalError
 from cds_service.commands.dev_token import init_issuer
 from cds_service.replay import build_request, load_bundle, patient_id_of
 from tests.conftest import RECORDS, make_app
-from tests.support.serve import Serve, parse_metrics, sample
+from tests.support.serve import Serve, grown, parse_metrics, sample
 
 SERVICE = "tma-bone-assessment"
 HOOK = f"/cds-services/{SERVICE}"
@@ -100,8 +101,7 @@ def test_each_call_is_counted_once_with_its_status_latency_and_cards() -> None:
     assert client.post(HOOK, data="x", content_type="text/plain").status_code == 415
     after = scrape(client)
 
-    def delta(name: str, **labels: str) -> float:
-        return sample(after, name, **labels) - sample(before, name, **labels)
+    delta = functools.partial(grown, before, after)
 
     assert delta("cds_hook_requests_total", service=SERVICE, status="200") == 1
     assert delta("cds_hook_requests_total", service=SERVICE, status="400") == 1
@@ -140,13 +140,10 @@ def test_fhir_requests_are_counted_by_outcome(fhir: HTTPServer) -> None:
                     for r, _ in fhir.log)
     assert paths == {"search": TEMPLATES - 1, "patient": 1, "bad": TEMPLATES}  # 500: no retry
 
-    def delta(outcome: str) -> float:
-        return (sample(after, "cds_fhir_requests_total", outcome=outcome)
-                - sample(before, "cds_fhir_requests_total", outcome=outcome))
-
-    assert delta("ok") == paths["search"]
-    assert delta("not_found") == paths["patient"]
-    assert delta("http_5xx") == paths["bad"]
+    delta = functools.partial(grown, before, after, "cds_fhir_requests_total")
+    assert delta(outcome="ok") == paths["search"]
+    assert delta(outcome="not_found") == paths["patient"]
+    assert delta(outcome="http_5xx") == paths["bad"]
 
 
 def test_feedback_writes_are_counted() -> None:
@@ -159,8 +156,7 @@ def test_feedback_writes_are_counted() -> None:
     assert client.post(f"{HOOK}/feedback", json={"feedback": "no"}).status_code == 400
     after = scrape(client)
 
-    def delta(name: str, **labels: str) -> float:
-        return sample(after, name, **labels) - sample(before, name, **labels)
+    delta = functools.partial(grown, before, after)
 
     assert delta("cds_feedback_items_total", service=SERVICE, result="stored") == 2
     assert delta("cds_feedback_items_total", service=SERVICE, result="duplicate") == 1
@@ -177,8 +173,7 @@ def test_probes_and_scrape_need_no_token_but_calls_do(tmp_path: Path) -> None:
     assert client.get("/readyz").get_json() == {"status": "ready"}
     assert client.post(HOOK, json={}).status_code == 401
     after = scrape(client)  # scrape() asserts the 200 without a token
-    assert (sample(after, "cds_hook_requests_total", service=SERVICE, status="401")
-            - sample(before, "cds_hook_requests_total", service=SERVICE, status="401")) == 1
+    assert grown(before, after, "cds_hook_requests_total", service=SERVICE, status="401") == 1
 
 
 def test_readiness_fails_while_the_database_cannot_be_used(

@@ -294,13 +294,8 @@ class Record(ImagingMixin):
             return None
         target = self.mappings.concepts[concept].unit or ""
         unit = quantity.get("code") or quantity.get("unit")
-        try:
-            value = units.convert(float(raw), unit, target, concept)
-        except units.UnitError:
-            note = (f"{_ref(obs)} ({self.mappings.label(concept)}): unit {unit or 'missing'} "
-                    f"cannot be converted to {target}; value not used")
-            if note not in self.notes:
-                self.notes.append(note)
+        value = self._converted(concept, obs, float(raw), unit, target, "", "value")
+        if value is None:
             return None
         return Finding(concept, self.mappings.label(concept), _ref(obs), when, value=value,
                        unit=target, high=self._reference_high(concept, obs, unit, target))
@@ -320,15 +315,22 @@ class Record(ImagingMixin):
             if not isinstance(raw, (int, float)) or isinstance(raw, bool):
                 continue
             unit = high.get("code") or high.get("unit") or value_unit
-            try:
-                return units.convert(float(raw), unit, target, concept)
-            except units.UnitError:
-                note = (f"{_ref(obs)} ({self.mappings.label(concept)}): reference range unit "
-                        f"{unit or 'missing'} cannot be converted to {target}; range not used")
-                if note not in self.notes:
-                    self.notes.append(note)
-                return None
+            return self._converted(concept, obs, float(raw), unit, target, "reference range ",
+                                   "range")
         return None
+
+    def _converted(self, concept: str, obs: dict[str, Any], raw: float, unit: Any, target: str,
+                   what: str, unused: str) -> float | None:
+        """``raw`` in ``unit`` converted to ``target``, or None with a note saying the ``what``
+        unit cannot be converted and the ``unused`` part of the Observation is not used."""
+        try:
+            return units.convert(raw, unit, target, concept)
+        except units.UnitError:
+            note = (f"{_ref(obs)} ({self.mappings.label(concept)}): {what}unit "
+                    f"{unit or 'missing'} cannot be converted to {target}; {unused} not used")
+            if note not in self.notes:
+                self.notes.append(note)
+            return None
 
     def _in_window(self, concept: str, days: float | None):  # type: ignore[no-untyped-def]
         """Yield (date, Observation) of a concept within ``days``, newest first."""

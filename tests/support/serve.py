@@ -118,3 +118,10 @@ def sample(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: 
            **labels: str) -> float:
     """One sample's value (0 when the series does not exist yet)."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def grown(before: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+          after: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    """How much one sample grew between two scrapes."""
+    return sample(after, name, **labels) - sample(before, name, **labels)
